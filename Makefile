@@ -1,0 +1,53 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON_VERSION := $(shell cat .python-version)
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+STAMP := $(VENV)/.installed
+
+# The interpreter named by .python-version: pyenv's when it has it, else pythonX.Y on PATH.
+PYTHON ?= $(shell (command -v pyenv >/dev/null 2>&1 && pyenv which python 2>/dev/null) || command -v python$(PYTHON_VERSION))
+
+.PHONY: run test lint format browser-deps clean
+
+$(STAMP): requirements.txt .python-version
+	@if [ ! -x "$(PY)" ] || ! $(PY) -c 'import sys; v = "$(PYTHON_VERSION)".split("."); sys.exit(list(map(str, sys.version_info[:len(v)])) != v)'; then \
+		test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (see .python-version)"; exit 1; }; \
+		rm -rf $(VENV); \
+		echo "Creating $(VENV) with $(PYTHON)"; \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) manage.py migrate --noinput
+	@echo "Chat is at http://$(HOST):$(PORT)/  (the first visit creates the admin account)"
+	exec $(VENV)/bin/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application
+
+test: $(STAMP) browser-deps lint
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Browser tests drive Debian's Chromium; install it when missing and we may.
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing chromium for the browser tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "chromium is not installed and cannot be installed here: browser tests will be skipped"; \
+		fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache

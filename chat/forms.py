@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import BaseUserCreationForm
+
+
+class FirstAdminForm(BaseUserCreationForm):
+    """The first account of a fresh install: a superuser."""
+
+    class Meta(BaseUserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username",)
+
+    def save(self, commit: bool = True):  # type: ignore[override]
+        user = super().save(commit=False)
+        user.is_staff = True
+        user.is_superuser = True
+        if commit:
+            user.save()
+        return user
+
+
+class NewChatForm(forms.Form):
+    text = forms.CharField(strip=False)
+    model = forms.CharField(required=False, max_length=200)

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from chat import views
+
+app_name = "chat"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("c/new/", views.conversation_create, name="conversation_create"),
+    path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
+    path("setup/", views.first_run, name="first_run"),
+]

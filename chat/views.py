@@ -1,0 +1,103 @@
+"""Pages. Thin: access through ``selectors``, writes through ``services`` and ``turns``."""
+
+from __future__ import annotations
+
+import uuid
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model, login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from chat import providers, selectors, services, turns
+from chat.forms import FirstAdminForm
+from chat.models import Conversation, Message
+
+
+def _chat_page(
+    request: HttpRequest,
+    *,
+    conversation: Conversation | None,
+    draft: str = "",
+    notice: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    messages: list[Message] = []
+    if conversation is not None:
+        messages = selectors.conversation_messages(conversation=conversation)
+        for message in messages:
+            if message.is_streaming:
+                turns.live_text(message)
+    options = providers.model_options()
+    selected = conversation.model if conversation else settings.CHAT_MODEL
+    if selected not in {option.id for option in options}:
+        options.append(providers.ModelOption(id=selected, label=providers.model_label(selected)))
+    context = {
+        "conversation": conversation,
+        "conversations": selectors.conversation_list(user=request.user),
+        "messages": messages,
+        "models": options,
+        "selected_model": selected,
+        "demo": settings.CHAT_DEMO,
+        "client_id": uuid.uuid4(),
+        "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "draft": draft,
+        "notice": notice,
+    }
+    return render(request, "chat/chat.html", context, status=status)
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return _chat_page(request, conversation=None)
+
+
+@login_required
+@require_GET
+def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = selectors.conversation_for_user(request.user, conversation_id)
+    return _chat_page(request, conversation=conversation)
+
+
+@login_required
+@require_POST
+async def conversation_create(request: HttpRequest) -> HttpResponse:
+    """Start a conversation with its first message; the reply starts before the redirect."""
+    user = await request.auser()
+    raw_text = request.POST.get("text", "")
+    try:
+        text = services.clean_text(raw_text)
+        model = services.clean_model(request.POST.get("model"), default=settings.CHAT_MODEL)
+    except ValidationError as exc:
+        return await database_sync_to_async(_chat_page)(
+            request, conversation=None, draft=raw_text, notice=exc.messages[0], status=400
+        )
+    turn = await database_sync_to_async(services.conversation_start)(user=user, text=text, model=model)
+    await turns.announce_and_start(turn)
+    return HttpResponseRedirect(turn.reply.conversation.get_absolute_url(), status=303)
+
+
+@require_http_methods(["GET", "POST"])
+def first_run(request: HttpRequest) -> HttpResponse:
+    """Create the administrator account on a fresh install; gone once any user exists."""
+    if get_user_model().objects.exists():
+        raise Http404("Setup is complete.")
+    form = FirstAdminForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("chat:home")
+    return render(request, "chat/setup.html", {"form": form})
+
+
+def login_or_first_run(request: HttpRequest) -> HttpResponse:
+    """The login page, or the first-run page while no account exists."""
+    if not get_user_model().objects.exists():
+        return redirect("chat:first_run")
+    return auth_views.LoginView.as_view(redirect_authenticated_user=True)(request)

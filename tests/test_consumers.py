@@ -1,0 +1,214 @@
+"""The conversation socket against the simulator on loopback: streaming, storing, endings."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import uuid
+
+import pytest
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from chat import streaming
+from chat.models import Message
+from chat.routing import websocket_urlpatterns
+from chat.simulator import reply_text
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FINAL = re.compile(
+    r'<article id="m-(\d+)"[^>]*data-status="(complete|error|stopped|interrupted)"[^>]*hx-swap-oob'
+)
+
+
+def connect(user, conversation) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/c/{conversation.pk}/")
+    communicator.scope["user"] = user
+    return communicator
+
+
+async def frames_until_final(communicator: WebsocketCommunicator, wait: float = 10) -> list[str]:
+    frames = []
+    while True:
+        frame = await communicator.receive_from(timeout=wait)
+        frames.append(frame)
+        if FINAL.search(frame):
+            return frames
+
+
+async def send(communicator, text: str, model: str = "demo") -> None:
+    await communicator.send_json_to({"text": text, "model": model, "client_id": str(uuid.uuid4())})
+
+
+async def latest_reply(conversation) -> Message:
+    return await Message.objects.filter(conversation=conversation, role="assistant").alatest("id")
+
+
+async def test_reply_streams_as_several_frames_is_stored_and_completes(alice, alice_conversation, upstream):
+    communicator = connect(alice, alice_conversation)
+    connected, _ = await communicator.connect()
+    assert connected
+    await send(communicator, "What is a <b>bold</b> claim?", "demo?tokens=30&tps=300")
+    frames = await frames_until_final(communicator)
+    await streaming.wait_all()
+
+    deltas = [f for f in frames if 'hx-swap-oob="beforeend">' in f and f.startswith("<span")]
+    assert len(deltas) >= 3
+    assert any('data-role="user"' in f and "What is a &lt;b&gt;bold&lt;/b&gt; claim?" in f for f in frames)
+    reply = await latest_reply(alice_conversation)
+    expected = reply_text([{"role": "user", "content": "What is a <b>bold</b> claim?"}], 30)
+    assert reply.content == expected
+    assert reply.status == Message.Status.COMPLETE
+    assert reply.finish_reason == "stop"
+    assert reply.model == "demo?tokens=30&tps=300"
+    assert reply.first_token_ms is not None and reply.duration_ms >= reply.first_token_ms
+    await communicator.disconnect()
+
+
+async def test_user_message_is_stored_before_the_reply_row(alice, alice_conversation, upstream):
+    communicator = connect(alice, alice_conversation)
+    await communicator.connect()
+    await send(communicator, "first", "demo?tokens=3")
+    await frames_until_final(communicator)
+    await streaming.wait_all()
+    roles = [m.role async for m in Message.objects.filter(conversation=alice_conversation).order_by("id")]
+    assert roles == ["user", "assistant"]
+    await communicator.disconnect()
+
+
+async def test_sending_the_same_client_id_twice_stores_one_message(alice, alice_conversation, upstream):
+    communicator = connect(alice, alice_conversation)
+    await communicator.connect()
+    payload = {"text": "once", "model": "demo?tokens=2", "client_id": str(uuid.uuid4())}
+    await communicator.send_json_to(payload)
+    await frames_until_final(communicator)
+    await communicator.send_json_to(payload)
+    ack = await communicator.receive_from()
+    assert 'id="client-id"' in ack
+    await streaming.wait_all()
+    assert await Message.objects.filter(conversation=alice_conversation, role="user").acount() == 1
+    await communicator.disconnect()
+
+
+async def test_rejected_key_ends_error_with_plain_reason(alice, alice_conversation, upstream):
+    communicator = connect(alice, alice_conversation)
+    await communicator.connect()
+    await send(communicator, "hi", "demo?fault=status-401")
+    frames = await frames_until_final(communicator)
+    await streaming.wait_all()
+    reply = await latest_reply(alice_conversation)
+    assert reply.status == Message.Status.ERROR
+    assert reply.error.startswith("The API key was rejected (401).")
+    assert "The API key was rejected (401)." in frames[-1]
+    await communicator.disconnect()
+
+
+async def test_stream_cut_off_keeps_partial_text_and_ends_error(alice, alice_conversation, upstream):
+    communicator = connect(alice, alice_conversation)
+    await communicator.connect()
+    await send(communicator, "tell me", "demo?tokens=20&fault=cut-off-after-5")
+    await frames_until_final(communicator)
+    await streaming.wait_all()
+    reply = await latest_reply(alice_conversation)
+    assert reply.status == Message.Status.ERROR
+    assert "cut off" in reply.error
+    assert reply.content == reply_text([{"role": "user", "content": "tell me"}], 20)[: len(reply.content)]
+    assert reply.content == "".join(_tokens("tell me", 20)[:5])
+    await communicator.disconnect()
+
+
+def _tokens(text: str, count: int) -> list[str]:
+    from chat.simulator import reply_tokens
+
+    return reply_tokens([{"role": "user", "content": text}], count)
+
+
+async def test_answer_that_is_not_a_stream_ends_error(alice, alice_conversation, upstream):
+    communicator = connect(alice, alice_conversation)
+    await communicator.connect()
+    await send(communicator, "hi", "demo?fault=not-sse")
+    await frames_until_final(communicator)
+    await streaming.wait_all()
+    reply = await latest_reply(alice_conversation)
+    assert reply.status == Message.Status.ERROR
+    assert reply.error.startswith("The server did not answer with a stream")
+    await communicator.disconnect()
+
+
+async def test_connection_refused_ends_error_naming_the_host(alice, alice_conversation, settings):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.CHAT_DEMO = False
+    settings.CHAT_API_BASE = f"http://127.0.0.1:{port}/v1"
+    communicator = connect(alice, alice_conversation)
+    await communicator.connect()
+    await send(communicator, "hi")
+    await frames_until_final(communicator)
+    await streaming.wait_all()
+    reply = await latest_reply(alice_conversation)
+    assert reply.status == Message.Status.ERROR
+    assert reply.error.startswith(f"Could not connect to 127.0.0.1:{port}")
+    await communicator.disconnect()
+
+
+async def test_empty_message_gets_a_notice_and_the_socket_stays_usable(alice, alice_conversation, upstream):
+    communicator = connect(alice, alice_conversation)
+    await communicator.connect()
+    await communicator.send_json_to({"text": "   ", "model": "demo"})
+    notice = await communicator.receive_from()
+    assert 'id="composer-notice"' in notice and "Type a message first." in notice
+    await communicator.send_to(text_data="{not json")
+    assert "not understood" in await communicator.receive_from()
+    await send(communicator, "still here", "demo?tokens=2")
+    await frames_until_final(communicator)
+    await streaming.wait_all()
+    await communicator.disconnect()
+
+
+async def test_reply_outlives_the_socket_that_asked_for_it(alice, alice_conversation, upstream):
+    communicator = connect(alice, alice_conversation)
+    await communicator.connect()
+    await send(communicator, "go on without me", "demo?tokens=40&tps=200")
+    await communicator.receive_from()  # the appended messages
+    await communicator.disconnect()
+    async with asyncio.timeout(10):
+        await streaming.wait_all()
+    reply = await latest_reply(alice_conversation)
+    assert reply.status == Message.Status.COMPLETE
+    assert reply.content == reply_text([{"role": "user", "content": "go on without me"}], 40)
+
+
+async def test_joining_mid_reply_gets_snapshot_then_only_later_text(alice, alice_conversation, upstream):
+    first = connect(alice, alice_conversation)
+    await first.connect()
+    await send(first, "slowly", "demo?tokens=30&tps=100")
+    deltas_seen = 0
+    while deltas_seen < 3:
+        if (await first.receive_from()).startswith("<span"):
+            deltas_seen += 1
+    reply = await latest_reply(alice_conversation)
+    second = connect(alice, alice_conversation)
+    await second.connect()
+    frames = await frames_until_final(second)
+    await streaming.wait_all()
+    snapshot, *rest = frames
+    assert f'id="m-{reply.pk}"' in snapshot and 'data-status="streaming"' in snapshot
+    shown = _body_text(snapshot) + "".join(_body_text(f) for f in rest[:-1])
+    expected = reply_text([{"role": "user", "content": "slowly"}], 30)
+    assert shown == _escape(expected)
+    await first.disconnect()
+    await second.disconnect()
+
+
+def _body_text(frame: str) -> str:
+    match = re.search(r'id="m-\d+-body"[^>]*>(.*?)</(?:div|span)>', frame, re.S)
+    return match.group(1) if match else ""
+
+
+def _escape(text: str) -> str:
+    from django.utils.html import escape
+
+    return escape(text)

@@ -1,0 +1,108 @@
+"""Chunk parsing and error wording: pure functions, no server."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat.sse import EventStreamDecoder
+from chat.upstream import (
+    Done,
+    Finish,
+    TextDelta,
+    UpstreamError,
+    Usage,
+    describe_status,
+    parse_chunk,
+    parse_data,
+)
+
+ARCEE_EXAMPLE = (
+    b'data: {"choices": [{"delta": {"content": "Hello"}}]}\n'
+    b'data: {"choices": [{"delta": {"content": "!"}}]}\n'
+    b'data: {"choices": [{"delta": {"content": " How"}}]}\n'
+    b"...\n"
+    b'data: {"choices": [{"delta": {"content": " today"}}]}\n'
+    b'data: {"choices": [{"delta": {"content": "?"}}]}\n'
+    b"data: [DONE]"
+)
+
+
+def events_of(body: bytes, read_size: int) -> list:
+    decoder = EventStreamDecoder()
+    events = []
+    for start in range(0, len(body), read_size):
+        for sse in decoder.feed(body[start : start + read_size]):
+            events.extend(parse_data(sse.data))
+    for sse in decoder.end():
+        events.extend(parse_data(sse.data))
+    return events
+
+
+@pytest.mark.parametrize("read_size", [1, 7, 4096])
+@pytest.mark.parametrize("tail", [b"", b"\n", b"\n\n"])
+def test_arcee_documented_example_reads_as_hello_how_today(read_size, tail):
+    events = events_of(ARCEE_EXAMPLE + tail, read_size)
+    text = "".join(event.text for event in events if isinstance(event, TextDelta))
+    assert text == "Hello! How today?"
+    assert isinstance(events[-1], Done)
+
+
+def test_openai_style_stream_yields_text_finish_and_usage():
+    body = (
+        b'data: {"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+        b'"finish_reason":null}]}\n\n'
+        b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n'
+        b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+        b'data: {"id":"c","choices":[],'
+        b'"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    assert events_of(body, 5) == [TextDelta("Hi"), Finish("stop"), Usage(3, 1, 4), Done()]
+
+
+def test_chunk_with_null_choices_and_no_usage_yields_nothing():
+    assert parse_chunk({"choices": None}) == []
+    assert parse_chunk({"choices": [{"delta": {"content": None}}]}) == []
+
+
+def test_non_json_payload_is_skipped():
+    assert parse_data("not json at all") == []
+
+
+def test_error_object_in_stream_raises_with_its_message():
+    with pytest.raises(UpstreamError, match="The model crashed"):
+        parse_data('{"error": {"message": "The model crashed", "code": 500}}')
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "expected"),
+    [
+        (
+            401,
+            b'{"error":{"message":"Incorrect API key provided."}}',
+            "application/json",
+            "The API key was rejected (401). Incorrect API key provided.",
+        ),
+        (403, b"", "text/plain", "The API key was rejected (403)."),
+        (
+            404,
+            b'{"detail":"Not Found"}',
+            "application/json",
+            "The model or the API address was not found (404). Not Found",
+        ),
+        (
+            429,
+            b"slow down",
+            "text/plain",
+            "The model server is rate limiting requests (429). Try again shortly. slow down",
+        ),
+        (
+            502,
+            b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+            "text/html",
+            "The model server had an error (502).",
+        ),
+    ],
+)
+def test_status_errors_read_as_one_plain_sentence(status, body, content_type, expected):
+    assert describe_status(status, body, content_type) == expected
