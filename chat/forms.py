@@ -1,6 +1,7 @@
+"""Forms for the pages that are plain HTML forms (the chat itself speaks over the socket)."""
+
 from __future__ import annotations
 
-from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import BaseUserCreationForm
 
@@ -19,8 +20,3 @@ class FirstAdminForm(BaseUserCreationForm):
         if commit:
             user.save()
         return user
-
-
-class NewChatForm(forms.Form):
-    text = forms.CharField(strip=False)
-    model = forms.CharField(required=False, max_length=200)

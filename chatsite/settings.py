@@ -8,6 +8,7 @@ production profile. Every variable is listed in the README.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -175,9 +176,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
-# Serve from the finders so `make run` needs no collectstatic step.
+STATIC_ROOT = env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+# Serve from the finders so `make run` needs no collectstatic step; STATIC_ROOT is only
+# filled by `collectstatic` in a deployment, so its absence is expected, not worth a warning.
 WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # The page loads only its own static files; nothing inline may run.
