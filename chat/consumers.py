@@ -1,53 +1,79 @@
-"""The conversation socket: authorise, subscribe, forward frames, take commands. Nothing else."""
+"""The conversation socket: authorise, subscribe, forward frames, take requests. Nothing else."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
+from django.utils import timezone
 
-from chat import rendering, selectors, streaming, turns
+from chat import fanout, rendering, selectors, turns
+from chat.subscription import Gap, Subscription
 
 logger = logging.getLogger(__name__)
 
-# Close codes in the application range (4000-4999), so the page does not retry them.
+# Close codes: 4xxx are final (the page does not retry); 1012 ("service restart") makes the
+# page reconnect and take a fresh snapshot.
 CLOSE_FORBIDDEN = 4403
+CLOSE_RESYNC = 1012
 
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
+    # Frames arrive through the process's hub, not through a channel per socket.
+    channel_layer_alias = "no channel per socket"
+
     async def connect(self) -> None:
-        user = self.scope.get("user")
         try:
             self.conversation = await database_sync_to_async(selectors.conversation_for_user)(
-                user, self.scope["url_route"]["kwargs"]["conversation_id"]
+                self.scope.get("user"), self.scope["url_route"]["kwargs"]["conversation_id"]
             )
         except Http404:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.user = user
-        self.group = streaming.group_name(self.conversation.pk)
-        # Join first, then snapshot: frames published in between are filtered by sequence number.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.key = self.conversation.pk.hex
+        self.subscription = Subscription()
+        self.recheck: asyncio.TimerHandle | None = None
+        self.hub = await fanout.get_hub()
         await self.accept()
-        self.seen: dict[int, int] = {}
-        for html, message_id, seq in await turns.snapshot_frames(self.conversation):
-            self.seen[message_id] = seq
-            await self.send(text_data=html)
+        # Subscribe first, then take the snapshot: what is published meanwhile is held, then filtered.
+        await self.hub.subscribe(self.key, self)
+        snap = await turns.snapshot(self.conversation, since=self._since())
+        for frame in snap.frames:
+            await self.send(text_data=frame)
+        try:
+            held = self.subscription.finish_sync(version=snap.version, seen=snap.seen, stale=snap.stale)
+        except Gap:
+            await self.reconnect()
+            return
+        for frame in held:
+            await self.send(text_data=frame)
+        if snap.recheck_at is not None:
+            delay = max(0.0, (snap.recheck_at - timezone.now()).total_seconds()) + 0.5
+            self.recheck = asyncio.get_running_loop().call_later(
+                delay, lambda: asyncio.ensure_future(turns.sweep(self.conversation.pk))
+            )
+
+    def _since(self) -> int | None:
+        values = parse_qs(self.scope.get("query_string", b"").decode()).get("since")
+        return int(values[0]) if values and values[0].isdigit() else None
 
     async def disconnect(self, code: int) -> None:
-        group = getattr(self, "group", None)
-        if group:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        if getattr(self, "hub", None) is not None:
+            await self.hub.unsubscribe(self.key, self)
+        if getattr(self, "recheck", None) is not None:
+            self.recheck.cancel()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):
             await self.send(text_data=rendering.notice_frame("That request was not understood."))
             return
-        result = await turns.post_message(self.conversation, content)
-        await self.send(text_data=result.frame)
+        for frame in await turns.handle(self.conversation, content):
+            await self.send(text_data=frame)
 
     async def decode_json(self, text_data: str) -> Any:
         try:
@@ -55,8 +81,21 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         except ValueError:
             return None
 
-    async def chat_frame(self, event: dict[str, Any]) -> None:
-        message_id = event.get("message_id")
-        if message_id is not None and event["seq"] <= self.seen.get(message_id, 0):
-            return  # already in this page's snapshot
-        await self.send(text_data=event["html"])
+    # --- fanout.Subscriber ---
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        try:
+            frames = self.subscription.accept(event)
+        except Gap as gap:
+            logger.info("Page of conversation %s missed an event (%s); resyncing", self.key, gap)
+            await self.reconnect()
+            return
+        try:
+            for frame in frames:
+                await self.send(text_data=frame)
+        except Exception:
+            logger.debug("Could not send a frame to a closing socket", exc_info=True)
+
+    async def reconnect(self) -> None:
+        await self.hub.unsubscribe(self.key, self)
+        await self.close(code=CLOSE_RESYNC)

@@ -17,6 +17,14 @@ class Conversation(models.Model):
     )
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=200, help_text="Model id used for the next reply.")
+    # The branch on screen ends here: regenerating or editing forks the history,
+    # and every page shows (and every request sends) the path from the root to this leaf.
+    current_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    # Bumped by every change to what the page shows (messages added, a reply ending, a branch
+    # switch), so a reconnecting page can tell whether it missed anything.
+    version = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True, help_text="Last activity.")
 
@@ -53,6 +61,10 @@ class Message(models.Model):
         INTERRUPTED = "interrupted", "Interrupted"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # The message this one answers or follows; siblings (same parent) are versions of one turn.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children", editable=False
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE, db_index=True)
@@ -67,6 +79,10 @@ class Message(models.Model):
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
     first_token_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first token.")
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # While streaming: the worker writing the reply, and until when it vouches for it. A reply
+    # whose lease ran out belongs to a worker that died; it is marked interrupted.
+    worker = models.CharField(max_length=200, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

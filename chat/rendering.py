@@ -1,10 +1,14 @@
-"""HTML sent over the socket: frames that append to a reply, replace a message, or talk to the composer.
+"""HTML sent over the socket: frames that append to a reply, add or redraw messages, end a reply.
 
 Model output is untrusted: every piece of it that reaches a page is escaped
 here or by the templates' autoescaping, so nothing it writes can add markup.
 The markup itself lives in the templates (``chat/_message.html`` and the
 partials of ``chat/chat.html``); only the per-token frame is built here, by
 hand, because it is the hot path.
+
+Daphne refuses WebSocket messages over 1 MiB, so no frame carries more than
+``MAX_FRAME_CHARS`` characters of text (escaping grows text at most six-fold):
+a longer text goes out as the element with its first part, then append frames.
 """
 
 from __future__ import annotations
@@ -16,25 +20,101 @@ from django.utils.html import escape
 
 from chat.models import Message
 
+MAX_FRAME_CHARS = 100_000
+BATCH_BYTES = 256 * 1024  # messages redrawn together per frame, up to about this much markup
+
 
 def delta_frame(message_id: int, text: str) -> str:
-    """Append ``text`` to the ``m-<id>-body`` element of a streaming reply."""
+    """Append ``text`` to the ``m-<id>-body`` element of a reply (``text`` within the frame limit)."""
     return f'<span id="m-{message_id}-body" hx-swap-oob="beforeend">{escape(text)}</span>'
 
 
+def delta_frames(message_id: int, text: str) -> list[str]:
+    """Append ``text`` of any length, in as many frames as the size limit needs."""
+    return [
+        delta_frame(message_id, text[start : start + MAX_FRAME_CHARS])
+        for start in range(0, len(text), MAX_FRAME_CHARS)
+    ]
+
+
 def message_html(message: Message, *, oob: bool = False) -> str:
+    """The message element; only its first ``MAX_FRAME_CHARS`` characters of text (see ``_split``)."""
     return render_to_string("chat/_message.html", {"message": message, "oob": oob})
 
 
-def message_frame(message: Message) -> str:
-    """The whole message element, replacing the one on the page."""
-    return message_html(message, oob=True)
+def _split(message: Message) -> tuple[str, list[str]]:
+    """The element with the first part of the text, and the frames that append the rest."""
+    content = message.content
+    if len(content) <= MAX_FRAME_CHARS:
+        return message_html(message), []
+    message.content = content[:MAX_FRAME_CHARS]
+    try:
+        head = message_html(message)
+    finally:
+        message.content = content
+    return head, delta_frames(message.pk, content[MAX_FRAME_CHARS:])
 
 
-def messages_appended_frame(messages: Iterable[Message]) -> str:
+def _list_frames(messages: Iterable[Message], *, first_swap: str) -> list[str]:
+    """Messages added to ``#messages``: the first frame swaps with ``first_swap``, the rest append."""
+    frames: list[str] = []
+    batch: list[str] = []
+    size = 0
+    swap = first_swap
+
+    def flush() -> None:
+        nonlocal batch, size, swap
+        frames.append(f'<div id="messages" hx-swap-oob="{swap}">{"".join(batch)}</div>')
+        batch, size, swap = [], 0, "beforeend"
+
+    for message in messages:
+        head, rest = _split(message)
+        if batch and size + len(head) > BATCH_BYTES:
+            flush()
+        batch.append(head)
+        size += len(head)
+        if rest:
+            flush()
+            frames.extend(rest)
+    if batch or swap != "beforeend":
+        flush()
+    return frames
+
+
+def messages_appended_frames(messages: Iterable[Message]) -> list[str]:
     """New messages, added at the end of the conversation on every subscribed page."""
-    inner = "".join(message_html(message) for message in messages)
-    return f'<div id="messages" hx-swap-oob="beforeend">{inner}</div>'
+    return _list_frames(messages, first_swap="beforeend")
+
+
+def branch_frames(messages: Iterable[Message]) -> list[str]:
+    """The whole branch on screen, replacing what the page shows (a switch, an edit, a resync)."""
+    return _list_frames(messages, first_swap="innerHTML")
+
+
+def message_frames(message: Message) -> list[str]:
+    """The message element replacing the one on the page (a snapshot of a streaming reply)."""
+    content = message.content
+    message.content = content[:MAX_FRAME_CHARS]
+    try:
+        head = message_html(message, oob=True)
+    finally:
+        message.content = content
+    return [head, *delta_frames(message.pk, content[MAX_FRAME_CHARS:])]
+
+
+def ending_frame(message: Message) -> str:
+    """A reply ended: its footer (status note, figures, actions) and, through it, its ``data-status``.
+
+    The text is not re-sent: every delta went out before the ending.
+    """
+    return render_to_string("chat/_message_meta.html", {"message": message, "oob": True})
+
+
+def state_frame(version: int, *, streaming: bool) -> str:
+    """The conversation's version (for resuming) and whether a reply is being written (Stop button)."""
+    return render_to_string(
+        "chat/chat.html#chat_state", {"version": version, "streaming": streaming, "oob": True}
+    )
 
 
 def composer_ack_frame(client_id: str) -> str:

@@ -34,8 +34,53 @@ def conversation_list(*, user: AbstractBaseUser, limit: int = 100) -> QuerySet[C
     return Conversation.objects.filter(owner=user).order_by("-updated_at")[:limit]
 
 
+def _tree(conversation: Conversation) -> dict[int, int | None]:
+    """Every message id of the conversation and its parent id (small rows: no text)."""
+    return dict(conversation.messages.order_by("id").values_list("id", "parent_id"))
+
+
+def _path_to(tree: dict[int, int | None], leaf_id: int | None) -> list[int]:
+    path: list[int] = []
+    while leaf_id is not None and leaf_id in tree:
+        path.append(leaf_id)
+        leaf_id = tree[leaf_id]
+    path.reverse()
+    return path
+
+
 def conversation_messages(*, conversation: Conversation) -> list[Message]:
-    return list(conversation.messages.order_by("created_at", "id"))
+    """The branch on screen, oldest first; each message knows its versions (siblings).
+
+    Sets ``versions`` (ids of the message's siblings, itself included, oldest first) and
+    ``version_number`` (its 1-based place among them) on every message returned.
+    """
+    tree = _tree(conversation)
+    if not tree:
+        return []
+    leaf_id = conversation.current_leaf_id if conversation.current_leaf_id in tree else max(tree)
+    path = _path_to(tree, leaf_id)
+    siblings: dict[int | None, list[int]] = {}
+    for message_id, parent_id in tree.items():
+        siblings.setdefault(parent_id, []).append(message_id)
+    by_id = Message.objects.in_bulk(path)
+    messages = []
+    for message_id in path:
+        message = by_id[message_id]
+        message.versions = siblings[message.parent_id]  # type: ignore[attr-defined]
+        message.version_number = message.versions.index(message_id) + 1  # type: ignore[attr-defined]
+        messages.append(message)
+    return messages
+
+
+def newest_leaf_below(*, conversation: Conversation, message_id: int) -> int:
+    """Follow the newest child from ``message_id`` down to a leaf (where a switched-to version leads)."""
+    newest_child: dict[int, int] = {}
+    for child_id, parent_id in _tree(conversation).items():
+        if parent_id is not None:
+            newest_child[parent_id] = max(child_id, newest_child.get(parent_id, child_id))
+    while message_id in newest_child:
+        message_id = newest_child[message_id]
+    return message_id
 
 
 def streaming_messages(*, conversation: Conversation) -> list[Message]:
@@ -43,7 +88,7 @@ def streaming_messages(*, conversation: Conversation) -> list[Message]:
 
 
 def reply_history(*, reply: Message) -> list[dict[str, str]]:
-    """What goes upstream for ``reply``: the system prompt and every message before it.
+    """What goes upstream for ``reply``: the system prompt and the branch above it.
 
     Empty assistant turns (a reply that failed before its first token) are left
     out; partial text of a stopped or failed reply is kept, as it is on screen.
@@ -51,11 +96,11 @@ def reply_history(*, reply: Message) -> list[dict[str, str]]:
     history: list[dict[str, str]] = []
     if settings.CHAT_SYSTEM_PROMPT:
         history.append({"role": "system", "content": settings.CHAT_SYSTEM_PROMPT})
-    earlier = (
-        reply.conversation.messages.filter(id__lt=reply.id).order_by("id").values_list("role", "content")
-    )
-    for role, content in earlier:
-        if role == Message.Role.ASSISTANT and not content:
+    path = _path_to(_tree(reply.conversation), reply.parent_id)
+    earlier = Message.objects.in_bulk(path)
+    for message_id in path:
+        message = earlier[message_id]
+        if message.role == Message.Role.ASSISTANT and not message.content:
             continue
-        history.append({"role": role, "content": content})
+        history.append({"role": message.role, "content": message.content})
     return history

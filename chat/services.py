@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -11,18 +12,24 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from chat import selectors
 from chat.models import Conversation, Message
 
 TITLE_LENGTH = 60
 
 
+BUSY = "A reply is still being written. Stop it or wait for it to finish first."
+
+
 @dataclass(frozen=True)
 class PostedTurn:
-    """A stored user message and the assistant reply row that will hold the answer."""
+    """A stored turn: the user's message (none for a regenerated reply) and the reply row to fill."""
 
-    user_message: Message
+    user_message: Message | None
     reply: Message
     created: bool  # False when the same client_id was posted before
+    version: int  # the conversation's version after this turn
+    forked: bool = False  # True when the turn starts a new branch (pages redraw the conversation)
 
 
 def clean_text(text: object) -> str:
@@ -59,29 +66,39 @@ def title_from(text: str) -> str:
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
-def conversation_start(*, user: AbstractBaseUser, text: str, model: str) -> PostedTurn:
+def lease_until() -> datetime:
+    return timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+
+
+def conversation_start(*, user: AbstractBaseUser, text: str, model: str, worker: str) -> PostedTurn:
     """Create a conversation with its first message and the reply row, in one transaction."""
     with transaction.atomic():
         conversation = Conversation.objects.create(owner=user, title=title_from(text), model=model)
-        return _post(conversation, text=text, model=model, client_id=None)
+        return _add_turn(conversation, parent_id=None, text=text, model=model, client_id=None, worker=worker)
 
 
 def message_post(
-    *, conversation: Conversation, text: str, model: str, client_id: uuid.UUID | None = None
+    *, conversation: Conversation, text: str, model: str, worker: str, client_id: uuid.UUID | None = None
 ) -> PostedTurn:
-    """Store the user's message and an empty ``streaming`` reply; idempotent per ``client_id``."""
+    """Store the user's message after the branch on screen, and an empty ``streaming`` reply.
+
+    Idempotent per ``client_id``; refused while another reply of the conversation is streaming.
+    """
     if client_id is not None:
         existing = _existing_turn(conversation, client_id)
         if existing is not None:
             return existing
     try:
         with transaction.atomic():
-            locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-            fields = {"model": model, "updated_at": timezone.now()}
-            if not locked.title:
-                fields["title"] = title_from(text)
-            Conversation.objects.filter(pk=locked.pk).update(**fields)
-            return _post(locked, text=text, model=model, client_id=client_id)
+            locked = _lock_idle(conversation)
+            return _add_turn(
+                locked,
+                parent_id=locked.current_leaf_id,
+                text=text,
+                model=model,
+                client_id=client_id,
+                worker=worker,
+            )
     except IntegrityError:
         # The same client_id raced in from another socket: the first one won.
         existing = _existing_turn(conversation, client_id) if client_id else None
@@ -90,44 +107,136 @@ def message_post(
         return existing
 
 
-def _post(conversation: Conversation, *, text: str, model: str, client_id: uuid.UUID | None) -> PostedTurn:
+def reply_regenerate(
+    *, conversation: Conversation, message_id: object, model: str, worker: str
+) -> PostedTurn:
+    """Write a new version of an assistant reply; the earlier versions are kept as its siblings."""
+    with transaction.atomic():
+        locked = _lock_idle(conversation)
+        original = _message_in(locked, message_id, role=Message.Role.ASSISTANT)
+        reply = _new_reply(locked, parent_id=original.parent_id, model=model, worker=worker)
+        version = _move_leaf(locked, reply, model=model)
+        return PostedTurn(user_message=None, reply=reply, created=True, version=version, forked=True)
+
+
+def message_edit(
+    *, conversation: Conversation, message_id: object, text: str, model: str, worker: str
+) -> PostedTurn:
+    """Send an edited copy of a user message as a new branch; the original stays as a version."""
+    with transaction.atomic():
+        locked = _lock_idle(conversation)
+        original = _message_in(locked, message_id, role=Message.Role.USER)
+        turn = _add_turn(
+            locked, parent_id=original.parent_id, text=text, model=model, client_id=None, worker=worker
+        )
+        return PostedTurn(
+            user_message=turn.user_message, reply=turn.reply, created=True, version=turn.version, forked=True
+        )
+
+
+def branch_switch(*, conversation: Conversation, message_id: object) -> int:
+    """Show the version ``message_id`` of its turn (and the newest path below it); return the version."""
+    with transaction.atomic():
+        locked = _lock_idle(conversation)
+        chosen = _message_in(locked, message_id)
+        leaf_id = selectors.newest_leaf_below(conversation=locked, message_id=chosen.pk)
+        locked.version += 1
+        Conversation.objects.filter(pk=locked.pk).update(current_leaf_id=leaf_id, version=locked.version)
+        return locked.version
+
+
+def _lock_idle(conversation: Conversation) -> Conversation:
+    """Lock the conversation row; refuse if one of its replies is still being written."""
+    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if locked.messages.filter(status=Message.Status.STREAMING).exists():
+        raise ValidationError(BUSY)
+    return locked
+
+
+def _message_in(conversation: Conversation, message_id: object, role: str | None = None) -> Message:
+    try:
+        message = conversation.messages.get(pk=int(str(message_id)))
+    except (ValueError, Message.DoesNotExist):
+        raise ValidationError("That message is not in this conversation.") from None
+    if role is not None and message.role != role:
+        raise ValidationError("That message cannot be changed that way.")
+    return message
+
+
+def _add_turn(
+    conversation: Conversation,
+    *,
+    parent_id: int | None,
+    text: str,
+    model: str,
+    client_id: uuid.UUID | None,
+    worker: str,
+) -> PostedTurn:
     user_message = Message.objects.create(
-        conversation=conversation, role=Message.Role.USER, content=text, client_id=client_id
-    )
-    reply = Message.objects.create(
         conversation=conversation,
+        parent_id=parent_id,
+        role=Message.Role.USER,
+        content=text,
+        client_id=client_id,
+    )
+    reply = _new_reply(conversation, parent_id=user_message.pk, model=model, worker=worker)
+    version = _move_leaf(conversation, reply, model=model, title=text)
+    return PostedTurn(user_message=user_message, reply=reply, created=True, version=version)
+
+
+def _new_reply(conversation: Conversation, *, parent_id: int | None, model: str, worker: str) -> Message:
+    return Message.objects.create(
+        conversation=conversation,
+        parent_id=parent_id,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         model=model,
+        worker=worker,
+        lease_expires_at=lease_until(),
     )
-    return PostedTurn(user_message=user_message, reply=reply, created=True)
+
+
+def _move_leaf(conversation: Conversation, reply: Message, *, model: str, title: str = "") -> int:
+    conversation.version += 1
+    fields = {
+        "current_leaf_id": reply.pk,
+        "model": model,
+        "version": conversation.version,
+        "updated_at": timezone.now(),
+    }
+    if not conversation.title and title:
+        fields["title"] = title_from(title)
+    Conversation.objects.filter(pk=conversation.pk).update(**fields)
+    return conversation.version
 
 
 def _existing_turn(conversation: Conversation, client_id: uuid.UUID) -> PostedTurn | None:
     user_message = conversation.messages.filter(client_id=client_id).first()
     if user_message is None:
         return None
-    reply = (
-        conversation.messages.filter(id__gt=user_message.id, role=Message.Role.ASSISTANT)
-        .order_by("id")
-        .first()
-    )
+    reply = user_message.children.filter(role=Message.Role.ASSISTANT).order_by("id").first()
     if reply is None:
         return None
-    return PostedTurn(user_message=user_message, reply=reply, created=False)
+    version = Conversation.objects.values_list("version", flat=True).get(pk=conversation.pk)
+    return PostedTurn(user_message=user_message, reply=reply, created=False, version=version)
 
 
-def reply_checkpoint(*, reply_id: int, text: str) -> None:
-    """Save the text so far, so a worker that dies loses at most one checkpoint interval."""
-    Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(
-        content=text, updated_at=timezone.now()
-    )
+def reply_checkpoint(*, reply_id: int, text: str | None) -> None:
+    """Save the text so far and renew the reply's lease (``text=None``: only the lease).
+
+    A worker that dies loses at most one checkpoint interval of text, and its lease running out
+    tells the others it is gone.
+    """
+    fields: dict[str, object] = {"lease_expires_at": lease_until()}
+    if text is not None:
+        fields["content"] = text
+    Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(**fields)
 
 
 @dataclass(frozen=True)
 class ReplyEnding:
     status: str
-    text: str
+    text: str | None  # None keeps the last checkpoint
     finish_reason: str = ""
     error: str = ""
     prompt_tokens: int | None = None
@@ -137,13 +246,27 @@ class ReplyEnding:
     duration_ms: int | None = None
 
 
-def reply_finish(*, reply_id: int, ending: ReplyEnding) -> Message | None:
+@dataclass(frozen=True)
+class EndedReply:
+    reply: Message
+    version: int  # the conversation's version after the ending
+
+
+def reply_finish(*, reply_id: int, ending: ReplyEnding, only_if_expired: bool = False) -> EndedReply | None:
     """Record how a reply ended; a reply that already ended is left as it is (returns None)."""
     now = timezone.now()
+    streaming = Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING)
+    if only_if_expired:
+        streaming = streaming.filter(lease_expires_at__lt=now)
     with transaction.atomic():
-        updated = Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(
+        conversation_id = streaming.values_list("conversation_id", flat=True).first()
+        if conversation_id is None:
+            return None
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        text = {} if ending.text is None else {"content": ending.text}
+        updated = streaming.update(
+            **text,
             status=ending.status,
-            content=ending.text,
             finish_reason=ending.finish_reason,
             error=ending.error,
             prompt_tokens=ending.prompt_tokens,
@@ -151,10 +274,34 @@ def reply_finish(*, reply_id: int, ending: ReplyEnding) -> Message | None:
             total_tokens=ending.total_tokens,
             first_token_ms=ending.first_token_ms,
             duration_ms=ending.duration_ms,
+            worker="",
+            lease_expires_at=None,
             updated_at=now,
         )
         if not updated:
             return None
-        reply = Message.objects.select_related("conversation").get(pk=reply_id)
-        Conversation.objects.filter(pk=reply.conversation_id).update(updated_at=now)
-    return reply
+        version = conversation.version + 1
+        Conversation.objects.filter(pk=conversation_id).update(updated_at=now, version=version)
+        reply = Message.objects.get(pk=reply_id)
+    return EndedReply(reply=reply, version=version)
+
+
+def sweep_interrupted(*, conversation_id: uuid.UUID | None = None) -> list[EndedReply]:
+    """Mark replies whose worker stopped vouching for them (lease run out) as ``interrupted``.
+
+    Their text is what the last checkpoint saved. A reply still running elsewhere keeps renewing
+    its lease, so it is never touched.
+    """
+    expired = Message.objects.filter(status=Message.Status.STREAMING, lease_expires_at__lt=timezone.now())
+    if conversation_id is not None:
+        expired = expired.filter(conversation_id=conversation_id)
+    ended = []
+    for reply_id in expired.values_list("id", flat=True):
+        result = reply_finish(
+            reply_id=reply_id,
+            ending=ReplyEnding(status=Message.Status.INTERRUPTED, text=None),
+            only_if_expired=True,
+        )
+        if result is not None:
+            ended.append(result)
+    return ended

@@ -1,12 +1,14 @@
 """Generations: the server-side life of an assistant reply.
 
 A ``Generation`` is owned by the worker process, not by a socket: it reads the
-upstream, publishes coalesced deltas to the conversation's group, checkpoints
-the text, and records the ending whatever happens. Sockets only subscribe.
+upstream, publishes coalesced deltas through the process's hub, checkpoints the
+text (renewing the reply's lease), and records the ending whatever happens.
+Pages only subscribe. Stop and snapshot requests reach it from any worker as
+hub commands, keyed by the ``worker`` recorded on the reply's row.
 
-Frames carry the message id and a sequence number; a subscriber that joins
-mid-reply takes a snapshot (the text published so far and its sequence
-number) and then drops any frame at or below it, so no text shows twice.
+Deltas carry the reply id and a sequence number; a page that joins mid-reply
+takes a snapshot (the text published so far and its sequence number) and then
+applies only later deltas (``chat.subscription``).
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
+import signal
 import time
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 
-from chat import rendering, selectors, services
+from chat import fanout, rendering, selectors, services
 from chat.models import Message
 from chat.upstream import Endpoint, Finish, TextDelta, UpstreamError, Usage, stream_chat
 
@@ -31,36 +34,42 @@ logger = logging.getLogger(__name__)
 UNEXPECTED_ERROR = "Something went wrong while writing the reply; the text so far is kept."
 
 
-def group_name(conversation_id: Any) -> str:
-    """The channel-layer group of a conversation (only ever derived from an authorised conversation)."""
-    return f"conv.{getattr(conversation_id, 'hex', conversation_id)}"
-
-
 class Generation:
     """One assistant reply being written."""
 
-    def __init__(self, *, reply: Message, endpoint: Endpoint) -> None:
+    def __init__(self, *, reply: Message, endpoint: Endpoint, hub: fanout.Hub) -> None:
         self.reply_id: int = reply.pk
-        self.conversation_id = reply.conversation_id
+        self.conversation_key = reply.conversation_id.hex
         self.model = reply.model
         self.endpoint = endpoint
-        self.group = group_name(reply.conversation_id)
-        self.seq = 0  # frames published so far
-        self._published: list[str] = []  # the text of those frames, in order
+        self.hub = hub
+        self.seq = 0  # deltas published so far
+        self._published: list[str] = []  # the text of those deltas, in order
+        self._published_length = 0
         self._pending: list[str] = []  # received, not yet published
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
-        self._checkpointed_length = 0
-        self._checkpoint_task: asyncio.Task[None] | None = None
+        self._saved_length = 0
+        self._saved_at = time.monotonic()
+        self._save_task: asyncio.Task[None] | None = None
+        self._cancel_status = Message.Status.STOPPED
         self.task: asyncio.Task[None] | None = None
 
     @property
     def published_text(self) -> str:
-        return "".join(self._published)
+        if len(self._published) > 1:
+            self._published[:] = ["".join(self._published)]  # joined once, then kept joined
+        return self._published[0] if self._published else ""
 
     def snapshot(self) -> tuple[str, int]:
         """The text subscribers have been sent, and the sequence number it reaches."""
         return self.published_text, self.seq
+
+    def stop(self, status: str = Message.Status.STOPPED) -> None:
+        """End the reply now, keeping its text: the upstream request is closed, not read to the end."""
+        if self.task is not None and not self.task.done():
+            self._cancel_status = status
+            self.task.cancel()
 
     async def run(self) -> None:
         started = time.monotonic()
@@ -88,7 +97,7 @@ class Generation:
             status, error = Message.Status.ERROR, exc.reason
             logger.info("Reply %s ended with an error: %s", self.reply_id, exc.reason)
         except asyncio.CancelledError:
-            status = Message.Status.STOPPED
+            status = self._cancel_status
         except Exception:
             logger.exception("Reply %s failed", self.reply_id)
             status, error = Message.Status.ERROR, UNEXPECTED_ERROR
@@ -96,8 +105,8 @@ class Generation:
             self._closing.set()
             self._wake.set()
             await asyncio.shield(publisher)
-            if self._checkpoint_task is not None:
-                await asyncio.shield(self._checkpoint_task)
+            if self._save_task is not None:
+                await asyncio.shield(self._save_task)
             ending = services.ReplyEnding(
                 status=status,
                 text=self.published_text,
@@ -112,88 +121,100 @@ class Generation:
             await asyncio.shield(self._finish(ending))
 
     async def _publish_loop(self) -> None:
-        """Publish the first delta at once, then at most one frame per coalescing window."""
+        """Publish the first delta at once, then at most one frame per coalescing window.
+
+        Between frames it also keeps the row current: the text at most every checkpoint
+        interval, and the lease at least every third of its length even when no text comes.
+        """
         window = settings.CHAT_COALESCE_MS / 1000
         checkpoint_every = settings.CHAT_CHECKPOINT_SECONDS
-        last_checkpoint = time.monotonic()
-        layer = get_channel_layer()
+        renew_every = settings.CHAT_LEASE_SECONDS / 3
         while True:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), renew_every)
             self._wake.clear()
             if self._pending:
                 text = "".join(self._pending)
                 self._pending.clear()
                 self._published.append(text)
+                self._published_length += len(text)
                 self.seq += 1
-                await self._send(
-                    layer,
+                await self.hub.publish(
+                    self.conversation_key,
                     {
-                        "type": "chat.frame",
+                        "kind": "delta",
                         "message_id": self.reply_id,
                         "seq": self.seq,
-                        "html": rendering.delta_frame(self.reply_id, text),
+                        "frames": rendering.delta_frames(self.reply_id, text),
                     },
                 )
-                now = time.monotonic()
-                if now - last_checkpoint >= checkpoint_every:
-                    last_checkpoint = now
-                    self._checkpoint()
+            since_saved = time.monotonic() - self._saved_at
+            if since_saved >= renew_every or (
+                since_saved >= checkpoint_every and self._published_length != self._saved_length
+            ):
+                self._save()
             if self._closing.is_set():
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), window)
 
-    def _checkpoint(self) -> None:
-        if self._checkpoint_task is not None and not self._checkpoint_task.done():
-            return  # one in flight is enough; the next frame will try again
-        text = self.published_text
-        if len(text) == self._checkpointed_length:
+    def _save(self) -> None:
+        """Checkpoint the text (or only renew the lease when it has not grown), one write at a time."""
+        if self._save_task is not None and not self._save_task.done():
             return
-        self._checkpointed_length = len(text)
-        self._checkpoint_task = asyncio.create_task(
+        grown = self._published_length != self._saved_length
+        text = self.published_text if grown else None
+        self._saved_length = self._published_length
+        self._saved_at = time.monotonic()
+        self._save_task = asyncio.create_task(
             database_sync_to_async(services.reply_checkpoint)(reply_id=self.reply_id, text=text)
         )
 
     async def _finish(self, ending: services.ReplyEnding) -> None:
         try:
-            reply = await database_sync_to_async(services.reply_finish)(reply_id=self.reply_id, ending=ending)
-            if reply is not None:
-                self.seq += 1
-                await self._send(
-                    get_channel_layer(),
-                    {
-                        "type": "chat.frame",
-                        "message_id": self.reply_id,
-                        "seq": self.seq,
-                        "html": await database_sync_to_async(rendering.message_frame)(reply),
-                    },
-                )
+            ended = await database_sync_to_async(services.reply_finish)(reply_id=self.reply_id, ending=ending)
+            if ended is not None:
+                await publish_ending(ended)
         except Exception:
             logger.exception("Could not record the ending of reply %s", self.reply_id)
 
-    async def _send(self, layer: Any, message: dict[str, Any]) -> None:
-        try:
-            await layer.group_send(self.group, message)
-        except Exception:
-            # The reply goes on and is stored; pages catch up from the snapshot.
-            logger.warning("Could not publish a frame of reply %s", self.reply_id, exc_info=True)
+
+async def publish_ending(ended: services.EndedReply) -> None:
+    """Tell every page a reply ended: its footer, its status, and that nothing streams any more."""
+    reply = ended.reply
+    frames = [
+        await database_sync_to_async(rendering.ending_frame)(reply),
+        rendering.state_frame(ended.version, streaming=False),
+    ]
+    hub = await fanout.get_hub()
+    await hub.publish(
+        reply.conversation_id.hex,
+        {"kind": "ending", "message_id": reply.pk, "version": ended.version, "frames": frames},
+    )
 
 
 # --- The process's registry of running generations ---------------------------------
 
 _running: dict[int, Generation] = {}
+_shutting_down = False
 
 
 def running(reply_id: int) -> Generation | None:
     return _running.get(reply_id)
 
 
-def start(reply: Message, *, endpoint: Endpoint) -> Generation:
+def accepting() -> bool:
+    """False once this worker is shutting down: new replies belong on another worker."""
+    return not _shutting_down
+
+
+def start(reply: Message, *, endpoint: Endpoint, hub: fanout.Hub) -> Generation:
     """Start writing ``reply`` in this process's event loop; call only after its row is committed."""
     existing = _running.get(reply.pk)
     if existing is not None:
         return existing
-    generation = Generation(reply=reply, endpoint=endpoint)
+    _install_shutdown_handler()
+    generation = Generation(reply=reply, endpoint=endpoint, hub=hub)
     _running[reply.pk] = generation
     # A fresh context: the reply outlives the request or socket that asked for it, so it must
     # not inherit that caller's context (asgiref's executors, request-scoped state).
@@ -212,3 +233,66 @@ async def wait_all() -> None:
     tasks = [g.task for g in _running.values() if g.task is not None]
     if tasks:
         await asyncio.wait(tasks)
+
+
+@fanout.command("stop")
+async def _stop_command(fields: dict[str, Any]) -> None:
+    generation = _running.get(int(fields["reply_id"]))
+    if generation is not None:
+        generation.stop()
+
+
+@fanout.command("snapshot")
+async def _snapshot_command(fields: dict[str, Any]) -> dict[str, Any] | None:
+    generation = _running.get(int(fields["reply_id"]))
+    if generation is None:
+        return None
+    text, seq = generation.snapshot()
+    return {"text": text, "seq": seq}
+
+
+# --- Shutdown: let running replies finish, then save them as interrupted -------------
+
+_previous_sigterm: Any = None
+_handler_installed = False
+
+
+def _install_shutdown_handler() -> None:
+    """Chain a SIGTERM handler in front of the server's own (once, from the serving loop)."""
+    global _previous_sigterm, _handler_installed
+    if _handler_installed:
+        return
+    _handler_installed = True
+    try:
+        loop = asyncio.get_running_loop()
+        _previous_sigterm = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            loop.call_soon_threadsafe(lambda: loop.create_task(_shut_down(signum, frame)))
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:
+        pass  # not the main thread (tests): the embedding program handles signals
+
+
+async def _shut_down(signum: int, frame: Any) -> None:
+    global _shutting_down
+    if _shutting_down:
+        return
+    _shutting_down = True
+    grace = settings.CHAT_SHUTDOWN_GRACE_SECONDS
+    logger.warning("Shutting down: %d replies running, waiting up to %.0f s", len(_running), grace)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(grace):
+            await wait_all()
+    for generation in list(_running.values()):
+        generation.stop(Message.Status.INTERRUPTED)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(10):
+            await wait_all()
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+    else:
+        signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)

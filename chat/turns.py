@@ -1,4 +1,4 @@
-"""A turn: the user's message and the reply it asks for, validated, stored, announced and started.
+"""What a page can ask of a conversation, and what a page is shown when it (re)connects.
 
 Shared by the new-chat view and the conversation socket, so both keep the same
 order: store and commit first, tell subscribers second, call the upstream last.
@@ -8,69 +8,216 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.core.exceptions import ValidationError
+from django.db import transaction
 
-from chat import providers, rendering, selectors, services, streaming
+from chat import fanout, providers, rendering, selectors, services, streaming
 from chat.models import Conversation, Message
+from chat.subscription import FINISHED
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class PostOutcome:
-    ok: bool
-    frame: str  # what the sender's socket is told: an acknowledgement or a notice
+RESTARTING = "The server is restarting; send your message again in a moment."
+NOTHING_TO_STOP = "Nothing is being written right now."
 
 
-async def post_message(conversation: Conversation, fields: dict[str, Any]) -> PostOutcome:
-    """Validate and store a message sent over the socket, then start its reply."""
+async def handle(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
+    """Carry out one request from a page's socket; return the frames for that page alone."""
+    action = fields.get("action") or "send"
+    handler = _ACTIONS.get(action)
+    if handler is None:
+        return [rendering.notice_frame("That request was not understood.")]
     try:
-        text = services.clean_text(fields.get("text"))
-        model = services.clean_model(fields.get("model"), default=conversation.model)
-        client_id = services.clean_client_id(fields.get("client_id"))
+        return await handler(conversation, fields)
     except ValidationError as exc:
-        return PostOutcome(ok=False, frame=rendering.notice_frame(exc.messages[0]))
-    turn = await database_sync_to_async(services.message_post)(
-        conversation=conversation, text=text, model=model, client_id=client_id
+        return [rendering.notice_frame(exc.messages[0])]
+
+
+async def post_message(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
+    """Store a message sent over the socket and start its reply; acknowledge with a fresh key."""
+    text = services.clean_text(fields.get("text"))
+    model = services.clean_model(fields.get("model"), default=conversation.model)
+    client_id = services.clean_client_id(fields.get("client_id"))
+    turn = await _store(
+        services.message_post, conversation=conversation, text=text, model=model, client_id=client_id
     )
     if turn.created:
         await announce_and_start(turn)
-    return PostOutcome(ok=True, frame=rendering.composer_ack_frame(str(uuid.uuid4())))
+    return [rendering.composer_ack_frame(str(uuid.uuid4()))]
+
+
+async def regenerate(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
+    model = services.clean_model(fields.get("model"), default=conversation.model)
+    turn = await _store(
+        services.reply_regenerate, conversation=conversation, message_id=fields.get("message_id"), model=model
+    )
+    await announce_and_start(turn)
+    return []
+
+
+async def edit(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
+    text = services.clean_text(fields.get("text"))
+    model = services.clean_model(fields.get("model"), default=conversation.model)
+    turn = await _store(
+        services.message_edit,
+        conversation=conversation,
+        message_id=fields.get("message_id"),
+        text=text,
+        model=model,
+    )
+    await announce_and_start(turn)
+    return []
+
+
+async def switch(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
+    version = await database_sync_to_async(services.branch_switch)(
+        conversation=conversation, message_id=fields.get("message_id")
+    )
+    await _publish_branch(conversation, version, streaming=False)
+    return []
+
+
+async def stop(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
+    """Stop the reply being written, wherever it runs (this worker or another)."""
+    replies = await database_sync_to_async(selectors.streaming_messages)(conversation=conversation)
+    if not replies:
+        return [rendering.notice_frame(NOTHING_TO_STOP)]
+    hub = await fanout.get_hub()
+    for reply in replies:
+        generation = streaming.running(reply.pk)
+        if generation is not None:
+            generation.stop()
+        else:
+            await hub.send_command(reply.worker, "stop", reply_id=reply.pk)
+    await sweep(conversation.pk)  # a reply whose worker is gone cannot be stopped: it was interrupted
+    return []
+
+
+_ACTIONS = {"send": post_message, "regenerate": regenerate, "edit": edit, "switch": switch, "stop": stop}
+
+
+async def start_conversation(*, user: Any, text: str, model: str) -> services.PostedTurn:
+    """The new-chat page: create the conversation with its first turn and start the reply."""
+    turn = await _store(services.conversation_start, user=user, text=text, model=model)
+    await announce_and_start(turn)
+    return turn
+
+
+async def _store(service: Any, **kwargs: Any) -> services.PostedTurn:
+    if not streaming.accepting():
+        raise ValidationError(RESTARTING)
+    hub = await fanout.get_hub()
+    conversation = kwargs.get("conversation")
+    if conversation is not None:
+        await sweep(conversation.pk)  # a reply left by a dead worker must not block the conversation
+    return await database_sync_to_async(service)(**kwargs, worker=hub.name)
 
 
 async def announce_and_start(turn: services.PostedTurn) -> streaming.Generation:
     """Show the new messages on every subscribed page, then start the reply (in that order)."""
     reply = turn.reply
-    html = await database_sync_to_async(rendering.messages_appended_frame)([turn.user_message, reply])
-    try:
-        await get_channel_layer().group_send(
-            streaming.group_name(reply.conversation_id), {"type": "chat.frame", "html": html}
-        )
-    except Exception:
-        # Pages that missed it catch up when they reconnect; the reply must still start.
-        logger.warning("Could not announce reply %s", reply.pk, exc_info=True)
+    hub = await fanout.get_hub()
+    conversation = reply.conversation
+    if turn.forked:
+        await _publish_branch(conversation, turn.version, streaming=True)
+    else:
+        appended = [m for m in (turn.user_message, reply) if m is not None]
+        frames = await database_sync_to_async(rendering.messages_appended_frames)(appended)
+        frames.append(rendering.state_frame(turn.version, streaming=True))
+        await hub.publish(conversation.pk.hex, {"kind": "change", "version": turn.version, "frames": frames})
     endpoint = await database_sync_to_async(providers.default_endpoint)()
-    return streaming.start(reply, endpoint=endpoint)
+    return streaming.start(reply, endpoint=endpoint, hub=hub)
 
 
-async def snapshot_frames(conversation: Conversation) -> list[tuple[str, int, int]]:
-    """For each reply still being written: its element with the text so far, its id and sequence number."""
-    frames = []
-    for message in await database_sync_to_async(selectors.streaming_messages)(conversation=conversation):
-        seq = live_text(message)
-        frames.append((await database_sync_to_async(rendering.message_frame)(message), message.pk, seq))
-    return frames
+async def _publish_branch(conversation: Conversation, version: int, *, streaming: bool) -> None:
+    messages = await database_sync_to_async(selectors.conversation_messages)(conversation=conversation)
+    frames = await database_sync_to_async(rendering.branch_frames)(messages)
+    frames.append(rendering.state_frame(version, streaming=streaming))
+    hub = await fanout.get_hub()
+    await hub.publish(conversation.pk.hex, {"kind": "change", "version": version, "frames": frames})
 
 
-def live_text(message: Message) -> int:
-    """Put the text published so far on a streaming ``message`` (not saved); return its sequence number."""
+async def sweep(conversation_id: uuid.UUID | None = None) -> int:
+    """Mark replies of dead workers as interrupted (one conversation, or all) and tell their pages."""
+    ended = await database_sync_to_async(services.sweep_interrupted)(conversation_id=conversation_id)
+    for result in ended:
+        logger.warning("Reply %s was interrupted: its worker stopped renewing it", result.reply.pk)
+        await streaming.publish_ending(result)
+    return len(ended)
+
+
+# --- What a (re)connecting page is shown ------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    frames: list[str]
+    version: int
+    seen: dict[int, int] = field(default_factory=dict)
+    stale: set[int] = field(default_factory=set)  # shown from a checkpoint: their owner did not answer
+    recheck_at: datetime | None = None  # when a stale reply's lease runs out
+
+
+def _state(conversation: Conversation) -> tuple[int, list[Message]]:
+    """The version and the branch on screen, read together (the row lock orders them with writes)."""
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        return locked.version, selectors.conversation_messages(conversation=locked)
+
+
+async def snapshot(conversation: Conversation, *, since: int | None) -> Snapshot:
+    """What a page that showed version ``since`` needs to be current, and where it then stands.
+
+    The branch is redrawn only if the page's version is not the current one; a reply still
+    being written is always replaced with its text so far, taken from the worker writing it.
+    """
+    await sweep(conversation.pk)
+    version, messages = await database_sync_to_async(_state)(conversation)
+    result = Snapshot(frames=[], version=version)
+    hub = await fanout.get_hub()
+    live: list[Message] = []
+    for message in messages:
+        if not message.is_streaming:
+            result.seen[message.pk] = FINISHED
+            continue
+        text_seq = await _live_text(hub, message)
+        if text_seq is None:
+            result.stale.add(message.pk)
+            if message.lease_expires_at and (
+                result.recheck_at is None or message.lease_expires_at < result.recheck_at
+            ):
+                result.recheck_at = message.lease_expires_at
+        else:
+            message.content, result.seen[message.pk] = text_seq
+            live.append(message)
+    if since != version:
+        result.frames = await database_sync_to_async(rendering.branch_frames)(messages)
+    else:
+        for message in live:
+            result.frames.extend(await database_sync_to_async(rendering.message_frames)(message))
+    result.frames.append(rendering.state_frame(version, streaming=any(m.is_streaming for m in messages)))
+    return result
+
+
+async def _live_text(hub: fanout.Hub, message: Message) -> tuple[str, int] | None:
     generation = streaming.running(message.pk)
-    if generation is None:
-        return 0
-    message.content, seq = generation.snapshot()
-    return seq
+    if generation is not None:
+        return generation.snapshot()
+    if not message.worker:
+        return None
+    answer = await hub.ask(message.worker, "snapshot", reply_id=message.pk)
+    if answer is None:
+        return None
+    return answer["text"], answer["seq"]
+
+
+def live_text(message: Message) -> None:
+    """Put the text published so far on a streaming ``message`` written in this process (not saved)."""
+    generation = streaming.running(message.pk)
+    if generation is not None:
+        message.content = generation.snapshot()[0]

@@ -33,6 +33,7 @@ def _chat_page(
         for message in messages:
             if message.is_streaming:
                 turns.live_text(message)
+    streaming = any(message.is_streaming for message in messages)
     options = providers.model_options()
     selected = conversation.model if conversation else settings.CHAT_MODEL
     if selected not in {option.id for option in options}:
@@ -48,6 +49,8 @@ def _chat_page(
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
         "draft": draft,
         "notice": notice,
+        "streaming": streaming,
+        "version": conversation.version if conversation else 0,
     }
     return render(request, "chat/chat.html", context, status=status)
 
@@ -60,9 +63,12 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
-    conversation = selectors.conversation_for_user(request.user, conversation_id)
-    return _chat_page(request, conversation=conversation)
+async def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    user = await request.auser()
+    conversation = await database_sync_to_async(selectors.conversation_for_user)(user, conversation_id)
+    if await turns.sweep(conversation.pk):  # replies left by a dead worker: shown as interrupted
+        await conversation.arefresh_from_db()
+    return await database_sync_to_async(_chat_page)(request, conversation=conversation)
 
 
 @login_required
@@ -78,8 +84,12 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
         return await database_sync_to_async(_chat_page)(
             request, conversation=None, draft=raw_text, notice=exc.messages[0], status=400
         )
-    turn = await database_sync_to_async(services.conversation_start)(user=user, text=text, model=model)
-    await turns.announce_and_start(turn)
+    try:
+        turn = await turns.start_conversation(user=user, text=text, model=model)
+    except ValidationError as exc:
+        return await database_sync_to_async(_chat_page)(
+            request, conversation=None, draft=raw_text, notice=exc.messages[0], status=503
+        )
     return HttpResponseRedirect(turn.reply.conversation.get_absolute_url(), status=303)
 
 

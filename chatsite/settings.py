@@ -149,7 +149,8 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            # One channel per worker process carries every frame it relays, so allow a deep queue.
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 10000, "expiry": 30},
         }
     }
 else:
@@ -221,6 +222,11 @@ CHAT_MAX_CONNECTIONS = env_int("CHAT_MAX_CONNECTIONS", 2000)
 # --- Streaming ----------------------------------------------------------------
 CHAT_COALESCE_MS = env_int("CHAT_COALESCE_MS", 30)
 CHAT_CHECKPOINT_SECONDS = env_float("CHAT_CHECKPOINT_SECONDS", 1.0)
+# A streaming reply's worker renews its lease at least every third of this; a reply whose lease
+# ran out belongs to a dead worker and is marked interrupted.
+CHAT_LEASE_SECONDS = env_float("CHAT_LEASE_SECONDS", 15.0)
+# On SIGTERM, running replies get this long to finish before they are saved as interrupted.
+CHAT_SHUTDOWN_GRACE_SECONDS = env_float("CHAT_SHUTDOWN_GRACE_SECONDS", 20.0)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 100_000)
 
 # The offline demo simulator's pace.

@@ -43,4 +43,6 @@ def upstream(settings, simulator) -> SimulatorThread:
 
 @pytest.fixture
 def posted_turn(alice_conversation):
-    return services.message_post(conversation=alice_conversation, text="Hello there", model="demo")
+    return services.message_post(
+        conversation=alice_conversation, text="Hello there", model="demo", worker="test-worker"
+    )

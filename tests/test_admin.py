@@ -10,19 +10,16 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from chat.models import Conversation, Message
+from chat.models import Conversation
+from tests.factories import stored_turn
 
 
 @pytest.fixture
 def stored(alice, bob):
     first = Conversation.objects.create(owner=alice, title="Tides and moons", model="model-a")
-    Message.objects.create(conversation=first, role="user", content="Why are there tides?")
-    Message.objects.create(
-        conversation=first, role="assistant", content="Mostly the moon's pull.", status="complete"
-    )
+    stored_turn(first, "Why are there tides?", "Mostly the moon's pull.")
     second = Conversation.objects.create(owner=bob, title="Sourdough", model="model-b")
-    Message.objects.create(conversation=second, role="user", content="How long to proof dough?")
-    Message.objects.create(conversation=second, role="assistant", content="It depends", status="error")
+    stored_turn(second, "How long to proof dough?", "It depends", status="error")
     return first, second
 
 

@@ -18,15 +18,24 @@ from chat.simulator import reply_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-FINAL = re.compile(
-    r'<article id="m-(\d+)"[^>]*data-status="(complete|error|stopped|interrupted)"[^>]*hx-swap-oob'
-)
+FINAL = re.compile(r'<footer id="m-(\d+)-meta"[^>]*data-ending="(complete|error|stopped|interrupted)"')
 
 
-def connect(user, conversation) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/c/{conversation.pk}/")
+def connect(user, conversation, query: str = "") -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/c/{conversation.pk}/{query}")
     communicator.scope["user"] = user
     return communicator
+
+
+async def join(user, conversation, query: str = "") -> tuple[WebsocketCommunicator, list[str]]:
+    """Connect and read the snapshot, which ends with the conversation's state frame."""
+    communicator = connect(user, conversation, query)
+    connected, _ = await communicator.connect()
+    assert connected
+    frames = []
+    while not frames or 'id="chat-state"' not in frames[-1]:
+        frames.append(await communicator.receive_from())
+    return communicator, frames
 
 
 async def frames_until_final(communicator: WebsocketCommunicator, wait: float = 10) -> list[str]:
@@ -35,6 +44,8 @@ async def frames_until_final(communicator: WebsocketCommunicator, wait: float = 
         frame = await communicator.receive_from(timeout=wait)
         frames.append(frame)
         if FINAL.search(frame):
+            state = await communicator.receive_from(timeout=wait)  # the ending's state frame
+            assert 'id="chat-state"' in state
             return frames
 
 
@@ -47,9 +58,7 @@ async def latest_reply(conversation) -> Message:
 
 
 async def test_reply_streams_as_several_frames_is_stored_and_completes(alice, alice_conversation, upstream):
-    communicator = connect(alice, alice_conversation)
-    connected, _ = await communicator.connect()
-    assert connected
+    communicator, _ = await join(alice, alice_conversation)
     await send(communicator, "What is a <b>bold</b> claim?", "demo?tokens=30&tps=300")
     frames = await frames_until_final(communicator)
     await streaming.wait_all()
@@ -68,8 +77,7 @@ async def test_reply_streams_as_several_frames_is_stored_and_completes(alice, al
 
 
 async def test_user_message_is_stored_before_the_reply_row(alice, alice_conversation, upstream):
-    communicator = connect(alice, alice_conversation)
-    await communicator.connect()
+    communicator, _ = await join(alice, alice_conversation)
     await send(communicator, "first", "demo?tokens=3")
     await frames_until_final(communicator)
     await streaming.wait_all()
@@ -79,8 +87,7 @@ async def test_user_message_is_stored_before_the_reply_row(alice, alice_conversa
 
 
 async def test_sending_the_same_client_id_twice_stores_one_message(alice, alice_conversation, upstream):
-    communicator = connect(alice, alice_conversation)
-    await communicator.connect()
+    communicator, _ = await join(alice, alice_conversation)
     payload = {"text": "once", "model": "demo?tokens=2", "client_id": str(uuid.uuid4())}
     await communicator.send_json_to(payload)
     await frames_until_final(communicator)
@@ -93,8 +100,7 @@ async def test_sending_the_same_client_id_twice_stores_one_message(alice, alice_
 
 
 async def test_rejected_key_ends_error_with_plain_reason(alice, alice_conversation, upstream):
-    communicator = connect(alice, alice_conversation)
-    await communicator.connect()
+    communicator, _ = await join(alice, alice_conversation)
     await send(communicator, "hi", "demo?fault=status-401")
     frames = await frames_until_final(communicator)
     await streaming.wait_all()
@@ -106,8 +112,7 @@ async def test_rejected_key_ends_error_with_plain_reason(alice, alice_conversati
 
 
 async def test_stream_cut_off_keeps_partial_text_and_ends_error(alice, alice_conversation, upstream):
-    communicator = connect(alice, alice_conversation)
-    await communicator.connect()
+    communicator, _ = await join(alice, alice_conversation)
     await send(communicator, "tell me", "demo?tokens=20&fault=cut-off-after-5")
     await frames_until_final(communicator)
     await streaming.wait_all()
@@ -126,8 +131,7 @@ def _tokens(text: str, count: int) -> list[str]:
 
 
 async def test_answer_that_is_not_a_stream_ends_error(alice, alice_conversation, upstream):
-    communicator = connect(alice, alice_conversation)
-    await communicator.connect()
+    communicator, _ = await join(alice, alice_conversation)
     await send(communicator, "hi", "demo?fault=not-sse")
     await frames_until_final(communicator)
     await streaming.wait_all()
@@ -143,8 +147,7 @@ async def test_connection_refused_ends_error_naming_the_host(alice, alice_conver
         port = probe.getsockname()[1]
     settings.CHAT_DEMO = False
     settings.CHAT_API_BASE = f"http://127.0.0.1:{port}/v1"
-    communicator = connect(alice, alice_conversation)
-    await communicator.connect()
+    communicator, _ = await join(alice, alice_conversation)
     await send(communicator, "hi")
     await frames_until_final(communicator)
     await streaming.wait_all()
@@ -155,8 +158,7 @@ async def test_connection_refused_ends_error_naming_the_host(alice, alice_conver
 
 
 async def test_empty_message_gets_a_notice_and_the_socket_stays_usable(alice, alice_conversation, upstream):
-    communicator = connect(alice, alice_conversation)
-    await communicator.connect()
+    communicator, _ = await join(alice, alice_conversation)
     await communicator.send_json_to({"text": "   ", "model": "demo"})
     notice = await communicator.receive_from()
     assert 'id="composer-notice"' in notice and "Type a message first." in notice
@@ -169,8 +171,7 @@ async def test_empty_message_gets_a_notice_and_the_socket_stays_usable(alice, al
 
 
 async def test_reply_outlives_the_socket_that_asked_for_it(alice, alice_conversation, upstream):
-    communicator = connect(alice, alice_conversation)
-    await communicator.connect()
+    communicator, _ = await join(alice, alice_conversation)
     await send(communicator, "go on without me", "demo?tokens=40&tps=200")
     await communicator.receive_from()  # the appended messages
     await communicator.disconnect()
@@ -182,29 +183,26 @@ async def test_reply_outlives_the_socket_that_asked_for_it(alice, alice_conversa
 
 
 async def test_joining_mid_reply_gets_snapshot_then_only_later_text(alice, alice_conversation, upstream):
-    first = connect(alice, alice_conversation)
-    await first.connect()
+    first, _ = await join(alice, alice_conversation)
     await send(first, "slowly", "demo?tokens=30&tps=100")
     deltas_seen = 0
     while deltas_seen < 3:
         if (await first.receive_from()).startswith("<span"):
             deltas_seen += 1
     reply = await latest_reply(alice_conversation)
-    second = connect(alice, alice_conversation)
-    await second.connect()
-    frames = await frames_until_final(second)
+    second, (snapshot, *_) = await join(alice, alice_conversation)
+    rest = await frames_until_final(second)
     await streaming.wait_all()
-    snapshot, *rest = frames
     assert f'id="m-{reply.pk}"' in snapshot and 'data-status="streaming"' in snapshot
-    shown = _body_text(snapshot) + "".join(_body_text(f) for f in rest[:-1])
+    shown = _body_text(snapshot, reply.pk) + "".join(_body_text(f, reply.pk) for f in rest[:-1])
     expected = reply_text([{"role": "user", "content": "slowly"}], 30)
     assert shown == _escape(expected)
     await first.disconnect()
     await second.disconnect()
 
 
-def _body_text(frame: str) -> str:
-    match = re.search(r'id="m-\d+-body"[^>]*>(.*?)</(?:div|span)>', frame, re.S)
+def _body_text(frame: str, message_id: int) -> str:
+    match = re.search(rf'id="m-{message_id}-body"[^>]*>(.*?)</(?:div|span)>', frame, re.S)
     return match.group(1) if match else ""
 
 

@@ -13,6 +13,7 @@ from django.test import AsyncClient, Client
 from chat import streaming
 from chat.models import Conversation, Message
 from chat.simulator import SimulatorConfig, SimulatorThread, reply_text
+from tests.factories import stored_turn
 
 
 @pytest.fixture(autouse=True)
@@ -94,14 +95,7 @@ def test_sidebar_lists_conversations_newest_first(client: Client, alice, upstrea
 def test_finished_conversation_reloads_as_stored_and_escaped(
     client: Client, alice, alice_conversation, upstream
 ):
-    Message.objects.create(conversation=alice_conversation, role="user", content="hi <script>")
-    Message.objects.create(
-        conversation=alice_conversation,
-        role="assistant",
-        content="line one\n<img src=x onerror=alert(1)>",
-        status="complete",
-        model="demo",
-    )
+    stored_turn(alice_conversation, "hi <script>", "line one\n<img src=x onerror=alert(1)>")
     client.force_login(alice)
     page = client.get(alice_conversation.get_absolute_url()).content.decode()
     assert 'data-role="user"' in page

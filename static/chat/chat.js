@@ -9,6 +9,26 @@
   function textarea() { return document.getElementById("message-text"); }
 
   var pending = null; // {clientId, text} of a message sent but not yet stored
+
+  // Every (re)connection says which version of the conversation the page shows, so the server
+  // sends only what the page is missing: just the live replies, or the whole branch.
+  var createWebSocket = htmx.createWebSocket;
+  htmx.createWebSocket = function (url) {
+    var state = document.getElementById("chat-state");
+    var version = state ? state.dataset.version : "";
+    return createWebSocket(version ? url + (url.indexOf("?") < 0 ? "?" : "&") + "since=" + version : url);
+  };
+
+  // A reply's ending arrives as its new footer; the footer carries the status for the message.
+  function applyEndings() {
+    document.querySelectorAll("[data-ending]").forEach(function (footer) {
+      var article = footer.closest("article[data-role]");
+      if (article) article.dataset.status = footer.dataset.ending;
+      footer.removeAttribute("data-ending");
+    });
+  }
+
+  function stopForm() { return document.getElementById("stop-form"); }
   var stickToBottom = true;
 
   function nearBottom(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 80; }
@@ -31,6 +51,11 @@
   }
 
   document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && event.target === textarea() && stopForm()) {
+      event.preventDefault();
+      stopForm().requestSubmit();
+      return;
+    }
     var area = textarea();
     if (event.target !== area || event.key !== "Enter" || event.shiftKey || event.isComposing) return;
     event.preventDefault();
@@ -69,6 +94,11 @@
       return;
     }
     el.dataset.connection = "closed";
+    // The extension retries only abnormal closes; a server going away (1001) or closing
+    // normally must not leave the page frozen either.
+    if ((code === 1000 || code === 1001) && event.detail.socketWrapper) {
+      setTimeout(function () { event.detail.socketWrapper.reconnect(); }, 250 + Math.random() * 750);
+    }
   });
 
   document.addEventListener("htmx:wsConfigSend", function (event) {
@@ -84,6 +114,7 @@
   });
 
   document.addEventListener("htmx:wsAfterMessage", function () {
+    applyEndings();
     if (pending) {
       var clientId = document.getElementById("client-id");
       if (clientId && clientId.value !== pending.clientId) {
@@ -99,6 +130,29 @@
       }
     }
     scrollToEnd();
+  });
+
+  // Editing a message: its form comes from a <template> (so the page's text stays the
+  // conversation's text) and is handed to htmx to send over the socket.
+  document.addEventListener("click", function (event) {
+    var edit = event.target.closest(".edit-button");
+    if (edit) {
+      var article = edit.closest("article");
+      var template = document.getElementById(edit.dataset.edit);
+      if (!template || article.querySelector(".edit-form")) return;
+      var form = template.content.firstElementChild.cloneNode(true);
+      article.appendChild(form);
+      article.classList.add("editing");
+      htmx.process(form);
+      form.querySelector("textarea").focus();
+      return;
+    }
+    var cancel = event.target.closest(".edit-cancel");
+    if (cancel) {
+      var editing = cancel.closest("article");
+      cancel.closest("form").remove();
+      editing.classList.remove("editing");
+    }
   });
 
   document.addEventListener("DOMContentLoaded", function () {

@@ -67,7 +67,7 @@ def test_reply_streams_into_the_page_completes_and_survives_reload(page: Page, s
 
     expect(reply).to_have_attribute("data-status", "complete", timeout=20_000)
     assert body.text_content() == expected
-    expect(page.locator('[data-role="user"]').last).to_have_text("Hello from the browser")
+    expect(page.locator('[data-role="user"] .message-body').last).to_have_text("Hello from the browser")
 
     page.reload()
     expect(reply).to_have_attribute("data-status", "complete")
