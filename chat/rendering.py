@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
+from chat import selectors
 from chat.models import Message
 
 MAX_FRAME_CHARS = 100_000
@@ -107,6 +108,7 @@ def ending_frame(message: Message) -> str:
 
     The text is not re-sent: every delta went out before the ending.
     """
+    selectors.attach_versions(message)
     return render_to_string("chat/_message_meta.html", {"message": message, "oob": True})
 
 

@@ -72,6 +72,14 @@ def conversation_messages(*, conversation: Conversation) -> list[Message]:
     return messages
 
 
+def attach_versions(message: Message) -> Message:
+    """Set ``versions`` and ``version_number`` on one message, as ``conversation_messages`` does."""
+    siblings = Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id)
+    message.versions = list(siblings.order_by("id").values_list("id", flat=True))  # type: ignore[attr-defined]
+    message.version_number = message.versions.index(message.pk) + 1  # type: ignore[attr-defined]
+    return message
+
+
 def newest_leaf_below(*, conversation: Conversation, message_id: int) -> int:
     """Follow the newest child from ``message_id`` down to a leaf (where a switched-to version leads)."""
     newest_child: dict[int, int] = {}

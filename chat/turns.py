@@ -135,7 +135,8 @@ async def announce_and_start(turn: services.PostedTurn) -> streaming.Generation:
 
 
 async def _publish_branch(conversation: Conversation, version: int, *, streaming: bool) -> None:
-    messages = await database_sync_to_async(selectors.conversation_messages)(conversation=conversation)
+    current = await Conversation.objects.aget(pk=conversation.pk)  # the caller's copy predates the change
+    messages = await database_sync_to_async(selectors.conversation_messages)(conversation=current)
     frames = await database_sync_to_async(rendering.branch_frames)(messages)
     frames.append(rendering.state_frame(version, streaming=streaming))
     hub = await fanout.get_hub()
