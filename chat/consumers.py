@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qs
@@ -10,7 +9,6 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
-from django.utils import timezone
 
 from chat import fanout, rendering, selectors, turns
 from chat.subscription import Gap, Subscription
@@ -37,7 +35,6 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return
         self.key = self.conversation.pk.hex
         self.subscription = Subscription()
-        self.recheck: asyncio.TimerHandle | None = None
         self.hub = await fanout.get_hub()
         await self.accept()
         # Subscribe first, then take the snapshot: what is published meanwhile is held, then filtered.
@@ -52,11 +49,6 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return
         for frame in held:
             await self.send(text_data=frame)
-        if snap.recheck_at is not None:
-            delay = max(0.0, (snap.recheck_at - timezone.now()).total_seconds()) + 0.5
-            self.recheck = asyncio.get_running_loop().call_later(
-                delay, lambda: asyncio.ensure_future(turns.sweep(self.conversation.pk))
-            )
 
     def _since(self) -> int | None:
         values = parse_qs(self.scope.get("query_string", b"").decode()).get("since")
@@ -65,8 +57,6 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "hub", None) is not None:
             await self.hub.unsubscribe(self.key, self)
-        if getattr(self, "recheck", None) is not None:
-            self.recheck.cancel()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):

@@ -30,6 +30,7 @@ Event = dict[str, Any]
 CommandHandler = Callable[[Event], Awaitable[Event | None]]
 
 _handlers: dict[str, CommandHandler] = {}
+_periodic: list[tuple[Callable[[], float], Callable[[], Awaitable[object]]]] = []
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
 _starting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
@@ -52,6 +53,25 @@ def command(name: str) -> Callable[[CommandHandler], CommandHandler]:
     return register
 
 
+def periodic(interval: Callable[[], float]) -> Callable[[Callable[[], Awaitable[object]]], Any]:
+    """Run a job in every worker: once when its hub starts, then every ``interval()`` seconds (0: never)."""
+
+    def register(job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[object]]:
+        _periodic.append((interval, job))
+        return job
+
+    return register
+
+
+async def _repeat(interval: float, job: Callable[[], Awaitable[object]]) -> None:
+    while True:
+        try:
+            await job()
+        except Exception:
+            logger.exception("Background job %s failed", getattr(job, "__name__", job))
+        await asyncio.sleep(interval)
+
+
 def group_name(conversation_id: Any) -> str:
     return f"conv.{getattr(conversation_id, 'hex', conversation_id)}"
 
@@ -64,13 +84,17 @@ class Hub:
         self.name = f"local.{uuid.uuid4().hex}"
         self._local: dict[str, set[Subscriber]] = {}
         self._waiters: dict[str, asyncio.Future[Event | None]] = {}
-        self._receiver: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._healthy = True
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
         if self.shared:
             self.name = await self.layer.new_channel("worker.")
-            self._receiver = asyncio.get_running_loop().create_task(self._receive_loop(), name="hub-receive")
+            self._tasks.append(loop.create_task(self._receive_loop(), name="hub-receive"))
+        for interval, job in _periodic:
+            if (seconds := interval()) > 0:
+                self._tasks.append(loop.create_task(_repeat(seconds, job), name=f"hub-{job.__name__}"))
 
     # --- pages in this process ---------------------------------------------------
 
@@ -207,10 +231,10 @@ class Hub:
                 await subscriber.reconnect()
 
     async def close(self) -> None:
-        if self._receiver is not None:
-            self._receiver.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._receiver
+                await task
 
 
 async def _run_handler(name: str, fields: Event) -> Event | None:

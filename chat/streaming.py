@@ -189,7 +189,15 @@ async def publish_ending(ended: services.EndedReply) -> None:
     hub = await fanout.get_hub()
     await hub.publish(
         reply.conversation_id.hex,
-        {"kind": "ending", "message_id": reply.pk, "version": ended.version, "frames": frames},
+        {
+            "kind": "ending",
+            "message_id": reply.pk,
+            "version": ended.version,
+            "frames": frames,
+            # An interrupted reply keeps its last checkpoint, which may be behind what pages
+            # were shown: they redraw it from the stored text.
+            "redraw": reply.status == Message.Status.INTERRUPTED,
+        },
     )
 
 

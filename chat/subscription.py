@@ -66,8 +66,8 @@ class Subscription:
         self.version = event["version"]
         if kind == "ending":
             message_id = event["message_id"]
-            if message_id in self.stale:
-                raise Gap(f"reply {message_id} ended while shown from a checkpoint")
+            if message_id in self.stale or event.get("redraw"):
+                raise Gap(f"reply {message_id} ended with text the page may not show")
             self.seen[message_id] = FINISHED
         return list(event["frames"])
 

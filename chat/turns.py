@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -143,6 +143,12 @@ async def _publish_branch(conversation: Conversation, version: int, *, streaming
     await hub.publish(conversation.pk.hex, {"kind": "change", "version": version, "frames": frames})
 
 
+@fanout.periodic(lambda: settings.CHAT_SWEEP_SECONDS)
+async def sweep_all() -> int:
+    """Every worker, at start and then regularly: end replies whose worker died, wherever they are watched."""
+    return await sweep()
+
+
 async def sweep(conversation_id: uuid.UUID | None = None) -> int:
     """Mark replies of dead workers as interrupted (one conversation, or all) and tell their pages."""
     ended = await database_sync_to_async(services.sweep_interrupted)(conversation_id=conversation_id)
@@ -161,7 +167,6 @@ class Snapshot:
     version: int
     seen: dict[int, int] = field(default_factory=dict)
     stale: set[int] = field(default_factory=set)  # shown from a checkpoint: their owner did not answer
-    recheck_at: datetime | None = None  # when a stale reply's lease runs out
 
 
 def _state(conversation: Conversation) -> tuple[int, list[Message]]:
@@ -188,11 +193,7 @@ async def snapshot(conversation: Conversation, *, since: int | None) -> Snapshot
             continue
         text_seq = await _live_text(hub, message)
         if text_seq is None:
-            result.stale.add(message.pk)
-            if message.lease_expires_at and (
-                result.recheck_at is None or message.lease_expires_at < result.recheck_at
-            ):
-                result.recheck_at = message.lease_expires_at
+            result.stale.add(message.pk)  # its worker's sweep or another's will end it
         else:
             message.content, result.seen[message.pk] = text_seq
             live.append(message)

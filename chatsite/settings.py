@@ -225,6 +225,8 @@ CHAT_CHECKPOINT_SECONDS = env_float("CHAT_CHECKPOINT_SECONDS", 1.0)
 # A streaming reply's worker renews its lease at least every third of this; a reply whose lease
 # ran out belongs to a dead worker and is marked interrupted.
 CHAT_LEASE_SECONDS = env_float("CHAT_LEASE_SECONDS", 15.0)
+# How often each worker looks for such replies (0: only when a conversation is opened).
+CHAT_SWEEP_SECONDS = env_float("CHAT_SWEEP_SECONDS", CHAT_LEASE_SECONDS / 2)
 # On SIGTERM, running replies get this long to finish before they are saved as interrupted.
 CHAT_SHUTDOWN_GRACE_SECONDS = env_float("CHAT_SHUTDOWN_GRACE_SECONDS", 20.0)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 100_000)

@@ -18,3 +18,4 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 STATIC_ROOT = None  # static files come from the finders; nothing is collected in tests
+CHAT_SWEEP_SECONDS = 0  # tests sweep explicitly; a background job would outlive each test's loop

@@ -209,7 +209,9 @@ async def test_a_reply_left_by_a_dead_worker_is_marked_interrupted_when_opened(a
         conversation=alice_conversation, text="hello", model="demo", worker="worker.gone"
     )
     await database_sync_to_async(services.reply_checkpoint)(reply_id=turn.reply.pk, text="saved so far")
-    await Message.objects.filter(pk=turn.reply.pk).aupdate(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    await Message.objects.filter(pk=turn.reply.pk).aupdate(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
     page, snapshot = await join(alice, alice_conversation)
     reply = await Message.objects.aget(pk=turn.reply.pk)
     assert reply.status == Message.Status.INTERRUPTED and reply.content == "saved so far"
@@ -218,8 +220,9 @@ async def test_a_reply_left_by_a_dead_worker_is_marked_interrupted_when_opened(a
 
 
 async def test_a_page_watching_a_reply_whose_worker_died_is_resynced_when_the_lease_runs_out(
-    alice, alice_conversation
+    alice, alice_conversation, settings
 ):
+    settings.CHAT_SWEEP_SECONDS = 0.2  # the workers' regular sweep finds it
     turn = await database_sync_to_async(services.message_post)(
         conversation=alice_conversation, text="hello", model="demo", worker="worker.gone"
     )
@@ -234,7 +237,9 @@ async def test_a_page_watching_a_reply_whose_worker_died_is_resynced_when_the_le
     assert reply.status == Message.Status.INTERRUPTED and reply.content == "checkpoint"
 
 
-async def test_a_long_reply_renews_its_lease_and_is_never_swept(alice, alice_conversation, upstream, settings):
+async def test_a_long_reply_renews_its_lease_and_is_never_swept(
+    alice, alice_conversation, upstream, settings
+):
     settings.CHAT_LEASE_SECONDS = 0.6
     page, _ = await join(alice, alice_conversation)
     await send(page, "take your time", "demo?tokens=30&tps=20")  # 1.5 s, over twice the lease
@@ -250,7 +255,9 @@ async def test_a_long_reply_renews_its_lease_and_is_never_swept(alice, alice_con
     await page.disconnect()
 
 
-async def test_database_writes_per_reply_do_not_grow_with_tokens(alice, alice_conversation, upstream, settings):
+async def test_database_writes_per_reply_do_not_grow_with_tokens(
+    alice, alice_conversation, upstream, settings
+):
     settings.CHAT_CHECKPOINT_SECONDS = 0.5
     writes: list[str] = []
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import Page, expect
 
 from chat.simulator import reply_text
-from tests.processes import base_env, daphne_process, manage, simulator_process
+from tests.browser.conftest import log_in, send, start_site
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 
@@ -17,33 +14,9 @@ REPLY_TOKENS = 40
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Iterator[str]:
-    """A migrated file-backed database, an admin made with createsuperuser, the simulator and Daphne."""
-    database = Path(tmp_path_factory.mktemp("site")) / "db.sqlite3"
-    with simulator_process("--tokens-per-second", "25", "--reply-tokens", str(REPLY_TOKENS)) as upstream:
-        env = base_env(
-            DATABASE_URL=f"sqlite:///{database}",
-            CHAT_API_BASE=upstream,
-            CHAT_MODEL="demo",
-            DJANGO_SUPERUSER_PASSWORD="alice-password-1",
-        )
-        manage(env, "migrate", "--noinput")
-        manage(env, "createsuperuser", "--noinput", "--username", "alice", "--email", "alice@example.com")
-        with daphne_process(env) as url:
-            yield url
-
-
-def log_in(page: Page, site: str) -> None:
-    page.goto(f"{site}/accounts/login/")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill("alice-password-1")
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_label("Message")).to_be_visible()
-
-
-def send(page: Page, text: str) -> None:
-    page.get_by_label("Message").fill(text)
-    page.get_by_role("button", name="Send").click()
+def site(tmp_path_factory):
+    with start_site(tmp_path_factory, tokens_per_second=25, reply_tokens=REPLY_TOKENS) as url:
+        yield url
 
 
 def test_reply_streams_into_the_page_completes_and_survives_reload(page: Page, site: str):
