@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # The interpreter named by .python-version: pyenv's when it has it, else pythonX.Y on PATH.
 PYTHON ?= $(shell (command -v pyenv >/dev/null 2>&1 && pyenv which python 2>/dev/null) || command -v python$(PYTHON_VERSION))
 
-.PHONY: run test lint format browser-deps clean
+.PHONY: run test lint format browser-deps clean prod-local
 
 $(STAMP): requirements.txt .python-version
 	@if [ ! -x "$(PY)" ] || ! $(PY) -c 'import sys; v = "$(PYTHON_VERSION)".split("."); sys.exit(list(map(str, sys.version_info[:len(v)])) != v)'; then \
@@ -26,6 +26,24 @@ run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	@echo "Chat is at http://$(HOST):$(PORT)/  (the first visit creates the admin account)"
 	exec $(VENV)/bin/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application
+
+# The production profile on this machine: PostgreSQL, the Redis channel layer and two Daphne
+# workers sharing them (put nginx or any WebSocket-aware proxy in front for one address).
+PROD_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/chat
+PROD_REDIS_URL ?= redis://127.0.0.1:6379/0
+PROD_PORTS ?= 8001 8002
+
+prod-local: $(STAMP)
+	@$(PY) -c 'import sys, psycopg; from urllib.parse import urlsplit; u = urlsplit(sys.argv[1]); name = u.path.lstrip("/"); \
+	c = psycopg.connect(sys.argv[1].replace("/" + name, "/postgres", 1), autocommit=True); \
+	c.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() or c.execute(f"CREATE DATABASE \"{name}\"")' $(PROD_DATABASE_URL)
+	DATABASE_URL=$(PROD_DATABASE_URL) REDIS_URL=$(PROD_REDIS_URL) $(PY) manage.py migrate --noinput
+	@trap 'kill 0' INT TERM EXIT; \
+	for port in $(PROD_PORTS); do \
+		echo "Worker on http://$(HOST):$$port/"; \
+		DATABASE_URL=$(PROD_DATABASE_URL) REDIS_URL=$(PROD_REDIS_URL) $(VENV)/bin/daphne -b $(HOST) -p $$port chatsite.asgi:application & \
+	done; \
+	wait
 
 test: $(STAMP) browser-deps lint
 	$(PY) -m pytest

@@ -96,9 +96,9 @@ def simulator_process(*args: str) -> Iterator[str]:
 
 
 @contextmanager
-def daphne_process(env: dict[str, str]) -> Iterator[str]:
-    """A Daphne worker serving the site; yields its ``http://host:port``."""
-    server = ServerProcess([DAPHNE, "-b", "127.0.0.1", "-p", "0", "chatsite.asgi:application"], env)
+def daphne_process(env: dict[str, str], port: int = 0) -> Iterator[str]:
+    """A Daphne worker serving the site (on ``port``, or one the OS picks); yields its ``http://host:port``."""
+    server = ServerProcess([DAPHNE, "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"], env)
     try:
         match = server.wait_for(r"Listening on TCP address ([\d.]+):(\d+)")
         yield f"http://{match.group(1)}:{match.group(2)}"
