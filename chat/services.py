@@ -114,6 +114,7 @@ def reply_regenerate(
     with transaction.atomic():
         locked = _lock_idle(conversation)
         original = _message_in(locked, message_id, role=Message.Role.ASSISTANT)
+        model = model or locked.model
         reply = _new_reply(locked, parent_id=original.parent_id, model=model, worker=worker)
         version = _move_leaf(locked, reply, model=model)
         return PostedTurn(user_message=None, reply=reply, created=True, version=version, forked=True)
@@ -126,6 +127,7 @@ def message_edit(
     with transaction.atomic():
         locked = _lock_idle(conversation)
         original = _message_in(locked, message_id, role=Message.Role.USER)
+        model = model or locked.model
         turn = _add_turn(
             locked, parent_id=original.parent_id, text=text, model=model, client_id=None, worker=worker
         )

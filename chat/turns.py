@@ -52,7 +52,7 @@ async def post_message(conversation: Conversation, fields: dict[str, Any]) -> li
 
 
 async def regenerate(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
-    model = services.clean_model(fields.get("model"), default=conversation.model)
+    model = services.clean_model(fields.get("model"), default="")  # "": the conversation's model
     turn = await _store(
         services.reply_regenerate, conversation=conversation, message_id=fields.get("message_id"), model=model
     )
@@ -62,7 +62,7 @@ async def regenerate(conversation: Conversation, fields: dict[str, Any]) -> list
 
 async def edit(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
     text = services.clean_text(fields.get("text"))
-    model = services.clean_model(fields.get("model"), default=conversation.model)
+    model = services.clean_model(fields.get("model"), default="")
     turn = await _store(
         services.message_edit,
         conversation=conversation,
@@ -92,7 +92,7 @@ async def stop(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
         generation = streaming.running(reply.pk)
         if generation is not None:
             generation.stop()
-        else:
+        elif reply.worker:
             await hub.send_command(reply.worker, "stop", reply_id=reply.pk)
     await sweep(conversation.pk)  # a reply whose worker is gone cannot be stopped: it was interrupted
     return []

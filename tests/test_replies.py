@@ -292,3 +292,20 @@ async def test_a_second_send_with_a_new_client_id_after_the_reply_is_a_new_turn(
     messages = [m async for m in Message.objects.filter(conversation=alice_conversation).order_by("id")]
     assert [m.parent_id for m in messages] == [None, messages[0].pk, messages[1].pk, messages[2].pk]
     await page.disconnect()
+
+
+async def test_regenerate_without_a_model_uses_the_conversations_latest_choice(
+    alice, alice_conversation, upstream
+):
+    page, _ = await join(alice, alice_conversation)  # this socket saw the conversation's model "demo"
+    await send(page, "pick", "demo?tokens=3")
+    await frames_until_final(page)
+    await streaming.wait_all()
+    original = await latest_reply(alice_conversation)
+    await page.send_json_to({"action": "regenerate", "message_id": original.pk})
+    await frames_until_final(page)
+    await streaming.wait_all()
+    regenerated = await latest_reply(alice_conversation)
+    assert regenerated.pk != original.pk and regenerated.model == "demo?tokens=3"
+    assert regenerated.content == reply_text(first_turn("pick"), 3)
+    await page.disconnect()
