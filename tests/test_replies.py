@@ -309,3 +309,15 @@ async def test_regenerate_without_a_model_uses_the_conversations_latest_choice(
     assert regenerated.pk != original.pk and regenerated.model == "demo?tokens=3"
     assert regenerated.content == reply_text(first_turn("pick"), 3)
     await page.disconnect()
+
+
+async def test_a_worker_shutting_down_refuses_new_replies_with_a_reason(
+    alice, alice_conversation, upstream, monkeypatch
+):
+    page, _ = await join(alice, alice_conversation)
+    monkeypatch.setattr(streaming, "_shutting_down", True)
+    await send(page, "too late")
+    frames = await receive_until(page, 'id="composer-notice"')
+    assert "The server is restarting; send your message again in a moment." in frames[-1]
+    assert not await Message.objects.filter(content="too late").aexists()
+    await page.disconnect()
