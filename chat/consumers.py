@@ -15,10 +15,10 @@ from chat.subscription import Gap, Subscription
 
 logger = logging.getLogger(__name__)
 
-# Close codes: 4xxx are final (the page does not retry); 1012 ("service restart") makes the
-# page reconnect and take a fresh snapshot.
+# Close codes in the application range (Daphne sends no other): 4403 is final, the page does not
+# retry; 4012 makes the page reconnect at once and take a fresh snapshot.
 CLOSE_FORBIDDEN = 4403
-CLOSE_RESYNC = 1012
+CLOSE_RESYNC = 4012
 
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
@@ -88,4 +88,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
 
     async def reconnect(self) -> None:
         await self.hub.unsubscribe(self.key, self)
-        await self.close(code=CLOSE_RESYNC)
+        try:
+            await self.close(code=CLOSE_RESYNC)
+        except Exception:
+            logger.debug("Socket already gone", exc_info=True)

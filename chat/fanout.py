@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import uuid
 import weakref
@@ -91,10 +92,16 @@ class Hub:
         loop = asyncio.get_running_loop()
         if self.shared:
             self.name = await self.layer.new_channel("worker.")
-            self._tasks.append(loop.create_task(self._receive_loop(), name="hub-receive"))
+            self._tasks.append(self._background(loop, self._receive_loop(), "hub-receive"))
         for interval, job in _periodic:
             if (seconds := interval()) > 0:
-                self._tasks.append(loop.create_task(_repeat(seconds, job), name=f"hub-{job.__name__}"))
+                self._tasks.append(self._background(loop, _repeat(seconds, job), f"hub-{job.__name__}"))
+
+    @staticmethod
+    def _background(loop: asyncio.AbstractEventLoop, job: Awaitable[None], name: str) -> asyncio.Task[None]:
+        # A fresh context: the hub may start inside a request, whose context (asgiref's
+        # executors) is gone once it has been answered.
+        return loop.create_task(job, name=name, context=contextvars.Context())  # type: ignore[arg-type]
 
     # --- pages in this process ---------------------------------------------------
 
@@ -228,7 +235,10 @@ class Hub:
         logger.warning("The channel layer is back; asking %d pages to resync", self.subscriber_count())
         for subscribers in tuple(self._local.values()):
             for subscriber in tuple(subscribers):
-                await subscriber.reconnect()
+                try:
+                    await subscriber.reconnect()
+                except Exception:
+                    logger.exception("Could not ask a page to resync")
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -243,6 +253,19 @@ async def _run_handler(name: str, fields: Event) -> Event | None:
         logger.warning("Unknown worker command %r", name)
         return None
     return await handler(fields)
+
+
+def start_when_serving() -> None:
+    """Start this process's hub (and with it the start-up sweep) as soon as its loop runs.
+
+    Called by the ASGI entry point under Daphne, which has no start-up event of its own.
+    """
+    from twisted.internet import reactor
+
+    def start() -> None:
+        asyncio.get_running_loop().create_task(get_hub(), context=contextvars.Context())
+
+    reactor.callWhenRunning(start)
 
 
 async def get_hub() -> Hub:

@@ -153,8 +153,8 @@ class Generation:
                 since_saved >= checkpoint_every and self._published_length != self._saved_length
             ):
                 self._save()
-            if self._closing.is_set():
-                return
+            if self._closing.is_set() and not self._pending:
+                return  # (text that came in while the last frame went out gets its own frame)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), window)
 

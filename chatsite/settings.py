@@ -150,7 +150,13 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # One channel per worker process carries every frame it relays, so allow a deep queue.
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 10000, "expiry": 30},
+            # An idle worker waits on Redis for a while: redis-py's default 5 s socket timeout
+            # would read as an outage every 5 s.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "capacity": 10000,
+                "expiry": 30,
+            },
         }
     }
 else:

@@ -232,7 +232,7 @@ async def test_a_page_watching_a_reply_whose_worker_died_is_resynced_when_the_le
     page, snapshot = await join(alice, alice_conversation)
     assert 'data-status="streaming"' in snapshot[0]
     output = await page.receive_output(timeout=5)  # the ending makes the page reconnect
-    assert output == {"type": "websocket.close", "code": 1012}
+    assert output == {"type": "websocket.close", "code": 4012}
     reply = await Message.objects.aget(pk=turn.reply.pk)
     assert reply.status == Message.Status.INTERRUPTED and reply.content == "checkpoint"
 

@@ -88,6 +88,13 @@
     var el = chat();
     if (!el) return;
     var code = event.detail && event.detail.event ? event.detail.event.code : 0;
+    if (code === 4012 && event.detail.socketWrapper) {
+      // The server wants this page to take a fresh snapshot: reconnect now.
+      el.dataset.connection = "closed";
+      var wrapper = event.detail.socketWrapper;
+      setTimeout(function () { wrapper.reconnect(); }, 100 + Math.random() * 400);
+      return;
+    }
     if (code >= 4000 && code < 5000) {
       el.dataset.connection = "refused";
       setNotice("This conversation is not available. Reload the page.");
