@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 
@@ -31,6 +32,13 @@ def default_endpoint() -> Endpoint:
     if settings.CHAT_DEMO:
         return Endpoint(base_url=_demo_base_url(), demo=True)
     return Endpoint(base_url=settings.CHAT_API_BASE, api_key=settings.CHAT_API_KEY)
+
+
+async def endpoint() -> Endpoint:
+    """``default_endpoint`` from async code (only starting the demo simulator needs a thread)."""
+    if settings.CHAT_DEMO and _demo_simulator is None:
+        return await sync_to_async(default_endpoint)()
+    return default_endpoint()
 
 
 def _demo_base_url() -> str:

@@ -37,12 +37,15 @@ UNEXPECTED_ERROR = "Something went wrong while writing the reply; the text so fa
 class Generation:
     """One assistant reply being written."""
 
-    def __init__(self, *, reply: Message, endpoint: Endpoint, hub: fanout.Hub) -> None:
+    def __init__(
+        self, *, reply: Message, endpoint: Endpoint, hub: fanout.Hub, history: list[dict[str, str]] | None
+    ) -> None:
         self.reply_id: int = reply.pk
         self.conversation_key = reply.conversation_id.hex
         self.model = reply.model
         self.endpoint = endpoint
         self.hub = hub
+        self.history = history
         self.seq = 0  # deltas published so far
         self._published: list[str] = []  # the text of those deltas, in order
         self._published_length = 0
@@ -79,10 +82,9 @@ class Generation:
         status, error = Message.Status.COMPLETE, ""
         publisher = asyncio.create_task(self._publish_loop(), name=f"publish-{self.reply_id}")
         try:
-            reply = await database_sync_to_async(Message.objects.select_related("conversation").get)(
-                pk=self.reply_id
-            )
-            history = await database_sync_to_async(selectors.reply_history)(reply=reply)
+            history = self.history
+            if history is None:
+                history = await database_sync_to_async(_history)(self.reply_id)
             async for event in stream_chat(self.endpoint, model=self.model, messages=history):
                 if isinstance(event, TextDelta):
                     if first_token is None:
@@ -179,6 +181,10 @@ class Generation:
             logger.exception("Could not record the ending of reply %s", self.reply_id)
 
 
+def _history(reply_id: int) -> list[dict[str, str]]:
+    return selectors.reply_history(reply=Message.objects.select_related("conversation").get(pk=reply_id))
+
+
 async def publish_ending(ended: services.EndedReply) -> None:
     """Tell every page a reply ended: its footer, its status, and that nothing streams any more."""
     reply = ended.reply
@@ -216,13 +222,18 @@ def accepting() -> bool:
     return not _shutting_down
 
 
-def start(reply: Message, *, endpoint: Endpoint, hub: fanout.Hub) -> Generation:
-    """Start writing ``reply`` in this process's event loop; call only after its row is committed."""
+def start(
+    reply: Message, *, endpoint: Endpoint, hub: fanout.Hub, history: list[dict[str, str]] | None = None
+) -> Generation:
+    """Start writing ``reply`` in this process's event loop; call only after its row is committed.
+
+    ``history`` is what goes upstream, when the caller has read it already.
+    """
     existing = _running.get(reply.pk)
     if existing is not None:
         return existing
     _install_shutdown_handler()
-    generation = Generation(reply=reply, endpoint=endpoint, hub=hub)
+    generation = Generation(reply=reply, endpoint=endpoint, hub=hub, history=history)
     _running[reply.pk] = generation
     # A fresh context: the reply outlives the request or socket that asked for it, so it must
     # not inherit that caller's context (asgiref's executors, request-scoped state).

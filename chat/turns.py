@@ -43,34 +43,30 @@ async def post_message(conversation: Conversation, fields: dict[str, Any]) -> li
     text = services.clean_text(fields.get("text"))
     model = services.clean_model(fields.get("model"), default=conversation.model)
     client_id = services.clean_client_id(fields.get("client_id"))
-    turn = await _store(
+    await _store_and_start(
         services.message_post, conversation=conversation, text=text, model=model, client_id=client_id
     )
-    if turn.created:
-        await announce_and_start(turn)
     return [rendering.composer_ack_frame(str(uuid.uuid4()))]
 
 
 async def regenerate(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
     model = services.clean_model(fields.get("model"), default="")  # "": the conversation's model
-    turn = await _store(
+    await _store_and_start(
         services.reply_regenerate, conversation=conversation, message_id=fields.get("message_id"), model=model
     )
-    await announce_and_start(turn)
     return []
 
 
 async def edit(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
     text = services.clean_text(fields.get("text"))
     model = services.clean_model(fields.get("model"), default="")
-    turn = await _store(
+    await _store_and_start(
         services.message_edit,
         conversation=conversation,
         message_id=fields.get("message_id"),
         text=text,
         model=model,
     )
-    await announce_and_start(turn)
     return []
 
 
@@ -103,35 +99,53 @@ _ACTIONS = {"send": post_message, "regenerate": regenerate, "edit": edit, "switc
 
 async def start_conversation(*, user: Any, text: str, model: str) -> services.PostedTurn:
     """The new-chat page: create the conversation with its first turn and start the reply."""
-    turn = await _store(services.conversation_start, user=user, text=text, model=model)
-    await announce_and_start(turn)
-    return turn
+    return await _store_and_start(services.conversation_start, user=user, text=text, model=model)
 
 
-async def _store(service: Any, **kwargs: Any) -> services.PostedTurn:
+@dataclass
+class _Prepared:
+    turn: services.PostedTurn
+    frames: list[str]  # what every page is shown before the reply starts
+    history: list[dict[str, str]]  # what goes upstream
+
+
+def _prepare(service: Any, kwargs: dict[str, Any]) -> _Prepared:
+    """Store the turn, render its announcement and read its history: one trip to the database."""
+    turn = service(**kwargs)
+    if not turn.created:
+        return _Prepared(turn=turn, frames=[], history=[])
+    if turn.forked:
+        current = Conversation.objects.get(pk=turn.reply.conversation_id)
+        frames = rendering.branch_frames(selectors.conversation_messages(conversation=current))
+    else:
+        frames = rendering.messages_appended_frames(m for m in (turn.user_message, turn.reply) if m)
+    frames.append(rendering.state_frame(turn.version, streaming=True))
+    return _Prepared(turn=turn, frames=frames, history=selectors.reply_history(reply=turn.reply))
+
+
+async def _store_and_start(service: Any, **kwargs: Any) -> services.PostedTurn:
+    """Store a turn, show it on every subscribed page, then start its reply (in that order)."""
     if not streaming.accepting():
         raise ValidationError(RESTARTING)
     hub = await fanout.get_hub()
-    conversation = kwargs.get("conversation")
-    if conversation is not None:
-        await sweep(conversation.pk)  # a reply left by a dead worker must not block the conversation
-    return await database_sync_to_async(service)(**kwargs, worker=hub.name)
-
-
-async def announce_and_start(turn: services.PostedTurn) -> streaming.Generation:
-    """Show the new messages on every subscribed page, then start the reply (in that order)."""
-    reply = turn.reply
-    hub = await fanout.get_hub()
-    conversation = reply.conversation
-    if turn.forked:
-        await _publish_branch(conversation, turn.version, streaming=True)
-    else:
-        appended = [m for m in (turn.user_message, reply) if m is not None]
-        frames = await database_sync_to_async(rendering.messages_appended_frames)(appended)
-        frames.append(rendering.state_frame(turn.version, streaming=True))
-        await hub.publish(conversation.pk.hex, {"kind": "change", "version": turn.version, "frames": frames})
-    endpoint = await database_sync_to_async(providers.default_endpoint)()
-    return streaming.start(reply, endpoint=endpoint, hub=hub)
+    kwargs["worker"] = hub.name
+    try:
+        prepared = await database_sync_to_async(_prepare)(service, kwargs)
+    except ValidationError as exc:
+        # A reply left by a dead worker must not block the conversation: end it and try again.
+        conversation = kwargs.get("conversation")
+        if exc.messages != [services.BUSY] or conversation is None or not await sweep(conversation.pk):
+            raise
+        prepared = await database_sync_to_async(_prepare)(service, kwargs)
+    turn = prepared.turn
+    if turn.created:
+        await hub.publish(
+            turn.reply.conversation_id.hex,
+            {"kind": "change", "version": turn.version, "frames": prepared.frames},
+        )
+        endpoint = await providers.endpoint()
+        streaming.start(turn.reply, endpoint=endpoint, hub=hub, history=prepared.history)
+    return turn
 
 
 async def _publish_branch(conversation: Conversation, version: int, *, streaming: bool) -> None:
