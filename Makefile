@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # The interpreter named by .python-version: pyenv's when it has it, else pythonX.Y on PATH.
 PYTHON ?= $(shell (command -v pyenv >/dev/null 2>&1 && pyenv which python 2>/dev/null) || command -v python$(PYTHON_VERSION))
 
-.PHONY: run test lint format browser-deps clean prod-local
+.PHONY: run test lint format browser-deps clean prod-local bench
 
 $(STAMP): requirements.txt .python-version
 	@if [ ! -x "$(PY)" ] || ! $(PY) -c 'import sys; v = "$(PYTHON_VERSION)".split("."); sys.exit(list(map(str, sys.version_info[:len(v)])) != v)'; then \
@@ -69,3 +69,8 @@ browser-deps:
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
+
+# Figures against the project's upstream simulator over loopback, with a real Daphne worker (and a
+# throwaway PostgreSQL database when one is reachable). BENCH_ARGS=--quick for a shorter run.
+bench: $(STAMP)
+	$(PY) -m bench $(BENCH_ARGS)

@@ -31,6 +31,16 @@ from chat.upstream import Endpoint, Finish, TextDelta, UpstreamError, Usage, str
 
 logger = logging.getLogger(__name__)
 
+
+def in_worker_thread(func: Any) -> Any:
+    """Run a database call of a reply on the thread pool, not the one thread that pages share.
+
+    Checkpoints and endings of many replies must not queue behind each other or behind page
+    requests (a checkpoint stuck in that queue would let the reply's lease lapse).
+    """
+    return database_sync_to_async(func, thread_sensitive=False)
+
+
 UNEXPECTED_ERROR = "Something went wrong while writing the reply; the text so far is kept."
 
 
@@ -84,7 +94,7 @@ class Generation:
         try:
             history = self.history
             if history is None:
-                history = await database_sync_to_async(_history)(self.reply_id)
+                history = await in_worker_thread(_history)(self.reply_id)
             async for event in stream_chat(self.endpoint, model=self.model, messages=history):
                 if isinstance(event, TextDelta):
                     if first_token is None:
@@ -169,12 +179,12 @@ class Generation:
         self._saved_length = self._published_length
         self._saved_at = time.monotonic()
         self._save_task = asyncio.create_task(
-            database_sync_to_async(services.reply_checkpoint)(reply_id=self.reply_id, text=text)
+            in_worker_thread(services.reply_checkpoint)(reply_id=self.reply_id, text=text)
         )
 
     async def _finish(self, ending: services.ReplyEnding) -> None:
         try:
-            ended = await database_sync_to_async(services.reply_finish)(reply_id=self.reply_id, ending=ending)
+            ended = await in_worker_thread(services.reply_finish)(reply_id=self.reply_id, ending=ending)
             if ended is not None:
                 await publish_ending(ended)
         except Exception:
@@ -189,7 +199,7 @@ async def publish_ending(ended: services.EndedReply) -> None:
     """Tell every page a reply ended: its footer, its status, and that nothing streams any more."""
     reply = ended.reply
     frames = [
-        await database_sync_to_async(rendering.ending_frame)(reply),
+        await in_worker_thread(rendering.ending_frame)(reply),
         rendering.state_frame(ended.version, streaming=False),
     ]
     hub = await fanout.get_hub()

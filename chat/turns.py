@@ -130,13 +130,13 @@ async def _store_and_start(service: Any, **kwargs: Any) -> services.PostedTurn:
     hub = await fanout.get_hub()
     kwargs["worker"] = hub.name
     try:
-        prepared = await database_sync_to_async(_prepare)(service, kwargs)
+        prepared = await streaming.in_worker_thread(_prepare)(service, kwargs)
     except ValidationError as exc:
         # A reply left by a dead worker must not block the conversation: end it and try again.
         conversation = kwargs.get("conversation")
         if exc.messages != [services.BUSY] or conversation is None or not await sweep(conversation.pk):
             raise
-        prepared = await database_sync_to_async(_prepare)(service, kwargs)
+        prepared = await streaming.in_worker_thread(_prepare)(service, kwargs)
     turn = prepared.turn
     if turn.created:
         await hub.publish(

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
-from django.db import connection
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from chat import services, streaming
@@ -256,24 +256,22 @@ async def test_a_long_reply_renews_its_lease_and_is_never_swept(
 
 
 async def test_database_writes_per_reply_do_not_grow_with_tokens(
-    alice, alice_conversation, upstream, settings
+    alice, alice_conversation, upstream, settings, monkeypatch
 ):
     settings.CHAT_CHECKPOINT_SECONDS = 0.5
     writes: list[str] = []
+    execute = CursorWrapper.execute
 
-    def count(execute, sql, params, many, context):
+    def counting(self, sql, params=None):  # every thread's connection goes through here
         if sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
             writes.append(sql)
-        return execute(sql, params, many, context)
+        return execute(self, sql, params)
 
-    await database_sync_to_async(lambda: connection.execute_wrappers.append(count))()
-    try:
-        page, _ = await join(alice, alice_conversation)
-        await send(page, "count my writes", "demo?tokens=300&tps=200")  # 1.5 s, 300 tokens
-        await frames_until_final(page)
-        await streaming.wait_all()
-    finally:
-        await database_sync_to_async(lambda: connection.execute_wrappers.remove(count))()
+    monkeypatch.setattr(CursorWrapper, "execute", counting)
+    page, _ = await join(alice, alice_conversation)
+    await send(page, "count my writes", "demo?tokens=300&tps=200")  # 1.5 s, 300 tokens
+    await frames_until_final(page)
+    await streaming.wait_all()
     reply = await latest_reply(alice_conversation)
     assert reply.status == Message.Status.COMPLETE
     # 3 to store the turn, 2 to record the ending, and a checkpoint at most every 0.5 s.
