@@ -240,12 +240,6 @@ class Hub:
                 except Exception:
                     logger.exception("Could not ask a page to resync")
 
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
 
 async def _run_handler(name: str, fields: Event) -> Event | None:
     handler = _handlers.get(name)
