@@ -60,8 +60,9 @@ class Generation:
         self._published: list[str] = []  # the text of those deltas, in order
         self._published_length = 0
         self._pending: list[str] = []  # received, not yet published
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # set when there is something to do now
         self._closing = asyncio.Event()
+        self._holding = False  # within the coalescing window after a frame: text waits
         self._saved_length = 0
         self._saved_at = time.monotonic()
         self._save_task: asyncio.Task[None] | None = None
@@ -100,7 +101,8 @@ class Generation:
                     if first_token is None:
                         first_token = time.monotonic()
                     self._pending.append(event.text)
-                    self._wake.set()
+                    if not self._holding:
+                        self._wake.set()
                 elif isinstance(event, Finish):
                     finish_reason = event.reason
                 elif isinstance(event, Usage):
@@ -141,9 +143,12 @@ class Generation:
         window = settings.CHAT_COALESCE_MS / 1000
         checkpoint_every = settings.CHAT_CHECKPOINT_SECONDS
         renew_every = settings.CHAT_LEASE_SECONDS / 3
+        loop = asyncio.get_running_loop()
         while True:
+            # One timer per frame, no task: this loop runs once per frame of every live reply.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), renew_every)
+                async with asyncio.timeout(renew_every):
+                    await self._wake.wait()
             self._wake.clear()
             if self._pending:
                 text = "".join(self._pending)
@@ -160,6 +165,9 @@ class Generation:
                         "frames": rendering.delta_frames(self.reply_id, text),
                     },
                 )
+                if not self._closing.is_set():
+                    self._holding = True
+                    loop.call_later(window, self._release)
             since_saved = time.monotonic() - self._saved_at
             if since_saved >= renew_every or (
                 since_saved >= checkpoint_every and self._published_length != self._saved_length
@@ -167,8 +175,12 @@ class Generation:
                 self._save()
             if self._closing.is_set() and not self._pending:
                 return  # (text that came in while the last frame went out gets its own frame)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), window)
+
+    def _release(self) -> None:
+        """The coalescing window is over: text that arrived meanwhile goes out as one frame."""
+        self._holding = False
+        if self._pending:
+            self._wake.set()
 
     def _save(self) -> None:
         """Checkpoint the text (or only renew the lease when it has not grown), one write at a time."""
