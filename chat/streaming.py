@@ -169,8 +169,9 @@ class Generation:
                     self._holding = True
                     loop.call_later(window, self._release)
             since_saved = time.monotonic() - self._saved_at
-            if since_saved >= renew_every or (
-                since_saved >= checkpoint_every and self._published_length != self._saved_length
+            if not self._closing.is_set() and (  # (the ending saves the text itself)
+                since_saved >= renew_every
+                or (since_saved >= checkpoint_every and self._published_length != self._saved_length)
             ):
                 self._save()
             if self._closing.is_set() and not self._pending:

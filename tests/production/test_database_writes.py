@@ -18,8 +18,10 @@ FIXED_WRITES = 6
 
 
 async def test_writes_per_reply_are_bounded_by_checkpoints_not_tokens(spawn, figures):
-    # The production defaults for the checkpoint and the lease (renewed every third of it).
-    site = spawn(CHAT_CHECKPOINT_SECONDS=CHECKPOINT, CHAT_LEASE_SECONDS=15)
+    # The production defaults for the checkpoint and the lease (renewed every third of it). Each
+    # database trip gets its own connection, so PostgreSQL counts a trip's writes when it ends
+    # (a connection kept open reports them up to 10 s late, into the next reply's count).
+    site = spawn(CHAT_CHECKPOINT_SECONDS=CHECKPOINT, CHAT_LEASE_SECONDS=15, DATABASE_CONN_MAX_AGE=0)
     a, b, db = site.a, site.b, site.db
     conversation = await start_conversation(a, site.cookies, "Set the scene", "demo?tokens=2&tps=0")
     (first,) = await db.replies(conversation)
