@@ -44,7 +44,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.send(text_data=frame)
         try:
             held = self.subscription.finish_sync(version=snap.version, seen=snap.seen, stale=snap.stale)
-        except Gap:
+        except Gap as gap:
+            logger.info("Page of conversation %s changed while connecting (%s); resyncing", self.key, gap)
             await self.reconnect()
             return
         for frame in held:

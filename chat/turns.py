@@ -207,7 +207,17 @@ async def snapshot(conversation: Conversation, *, since: int | None) -> Snapshot
             continue
         text_seq = await _live_text(hub, message)
         if text_seq is None:
-            result.stale.add(message.pk)  # its worker's sweep or another's will end it
+            ended = (
+                await Message.objects.filter(pk=message.pk).exclude(status=Message.Status.STREAMING).afirst()
+            )
+            if ended is not None:
+                # It ended since the state was read: show its final text; its ending (a later
+                # version) is already on its way to this page and will set its status.
+                message.content = ended.content
+                result.seen[message.pk] = FINISHED
+                live.append(message)
+            else:
+                result.stale.add(message.pk)  # its worker's sweep or another's will end it
         else:
             message.content, result.seen[message.pk] = text_seq
             live.append(message)
