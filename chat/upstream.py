@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -152,7 +155,12 @@ def error_message(error: Any) -> str:
     return str(error)[:300]
 
 
-def describe_status(status: int, body: bytes, content_type: str) -> str:
+_CONTEXT_LENGTH = re.compile(r"context[_ ]length|context window|maximum context|too many tokens", re.I)
+
+
+def describe_status(
+    status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
+) -> str:
     """One sentence for a non-2xx answer, using the server's own message when it sent one."""
     detail = _body_detail(body, content_type)
     if status in (401, 403):
@@ -160,14 +168,58 @@ def describe_status(status: int, body: bytes, content_type: str) -> str:
     elif status == 404:
         sentence = "The model or the API address was not found (404)."
     elif status == 429:
-        sentence = "The model server is rate limiting requests (429). Try again shortly."
+        wait = retry_after_seconds(headers or {})
+        when = f"Try again in {_duration(wait)}." if wait is not None else "Try again shortly."
+        sentence = f"The model server is rate limiting requests (429). {when}"
+    elif status == 400 and _CONTEXT_LENGTH.search(f"{detail} {body[:2000]!r}"):
+        sentence = "The conversation is too long for this model's context window (400)."
     elif status == 400:
         sentence = "The model server refused the request (400)."
+    elif status == 408:
+        sentence = "The model server timed out waiting for the request (408)."
+    elif status == 413:
+        sentence = "The request was too large for the model server (413)."
+    elif status == 422:
+        sentence = "The model server could not process the request (422)."
     elif status >= 500:
         sentence = f"The model server had an error ({status})."
     else:
         sentence = f"The model server answered with status {status}."
     return f"{sentence} {detail}".strip() if detail else sentence
+
+
+def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
+    """How long the server asks us to wait: ``retry-after-ms``, or ``Retry-After`` seconds or date."""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    if (ms := lowered.get("retry-after-ms", "").strip()) and _is_number(ms):
+        return max(0.0, float(ms) / 1000)
+    value = lowered.get("retry-after", "").strip()
+    if not value:
+        return None
+    if _is_number(value):
+        return max(0.0, float(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _is_number(value: str) -> bool:
+    try:
+        return float(value) >= 0
+    except ValueError:
+        return False
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(1, round(seconds))
+    if seconds < 120:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = round(seconds / 60)
+    return f"{minutes} minutes"
 
 
 def _body_detail(body: bytes, content_type: str) -> str:
@@ -245,7 +297,9 @@ async def stream_chat(
             if response.status_code >= 300:
                 body = await _read_limited(response)
                 raise UpstreamError(
-                    describe_status(response.status_code, body, response.headers.get("content-type", "")),
+                    describe_status(
+                        response.status_code, body, response.headers.get("content-type", ""), response.headers
+                    ),
                     status=response.status_code,
                 )
             content_type = response.headers.get("content-type", "")

@@ -210,3 +210,18 @@ def _escape(text: str) -> str:
     from django.utils.html import escape
 
     return escape(text)
+
+
+async def test_rate_limit_says_when_to_try_again_from_retry_after(alice, alice_conversation, upstream):
+    communicator, _ = await join(alice, alice_conversation)
+    await send(communicator, "hi", "demo?fault=status-429")
+    frames = await frames_until_final(communicator)
+    await streaming.wait_all()
+    reply = await latest_reply(alice_conversation)
+    assert reply.status == Message.Status.ERROR
+    assert (
+        reply.error
+        == "The model server is rate limiting requests (429). Try again in 7 seconds. Rate limit reached."
+    )
+    assert "Try again in 7 seconds." in frames[-1]
+    await communicator.disconnect()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from chat.sse import EventStreamDecoder
@@ -14,6 +16,7 @@ from chat.upstream import (
     describe_status,
     parse_chunk,
     parse_data,
+    retry_after_seconds,
 )
 
 ARCEE_EXAMPLE = (
@@ -106,3 +109,48 @@ def test_error_object_in_stream_raises_with_its_message():
 )
 def test_status_errors_read_as_one_plain_sentence(status, body, content_type, expected):
     assert describe_status(status, body, content_type) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (
+            400,
+            b'{"error":{"message":"This model\'s maximum context length is 8192 tokens.",'
+            b'"code":"context_length_exceeded"}}',
+            "The conversation is too long for this model's context window (400). "
+            "This model's maximum context length is 8192 tokens.",
+        ),
+        (400, b'{"detail":"bad temperature"}', "The model server refused the request (400). bad temperature"),
+        (408, b"", "The model server timed out waiting for the request (408)."),
+        (413, b"", "The request was too large for the model server (413)."),
+        (
+            422,
+            b'{"detail":"messages: field required"}',
+            "The model server could not process the request (422). messages: field required",
+        ),
+    ],
+)
+def test_more_statuses_each_say_what_happened(status, body, expected):
+    assert describe_status(status, body, "application/json") == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "20"}, "Try again in 20 seconds."),
+        ({"retry-after-ms": "1500"}, "Try again in 2 seconds."),
+        ({"Retry-After": "300"}, "Try again in 5 minutes."),
+        ({"Retry-After": "soon"}, "Try again shortly."),
+        ({}, "Try again shortly."),
+    ],
+)
+def test_rate_limit_says_when_to_retry(headers, expected):
+    sentence = describe_status(429, b"", "text/plain", headers)
+    assert sentence == f"The model server is rate limiting requests (429). {expected}"
+
+
+def test_retry_after_as_an_http_date():
+    now = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+    assert retry_after_seconds({"Retry-After": "Sun, 29 Nov 2026 12:00:42 GMT"}, now=now) == 42
+    assert retry_after_seconds({"Retry-After": "Sun, 29 Nov 2026 11:00:00 GMT"}, now=now) == 0
