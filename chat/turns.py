@@ -85,10 +85,7 @@ async def stop(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
         return [rendering.notice_frame(NOTHING_TO_STOP)]
     hub = await fanout.get_hub()
     for reply in replies:
-        generation = streaming.running(reply.pk)
-        if generation is not None:
-            generation.stop()
-        elif reply.worker:
+        if reply.worker:  # this worker's replies are stopped directly, others' through the layer
             await hub.send_command(reply.worker, "stop", reply_id=reply.pk)
     await sweep(conversation.pk)  # a reply whose worker is gone cannot be stopped: it was interrupted
     return []
@@ -115,11 +112,10 @@ def _prepare(service: Any, kwargs: dict[str, Any]) -> _Prepared:
     if not turn.created:
         return _Prepared(turn=turn, frames=[], history=[])
     if turn.forked:
-        current = Conversation.objects.get(pk=turn.reply.conversation_id)
-        frames = rendering.branch_frames(selectors.conversation_messages(conversation=current))
+        frames = _branch_frames(turn.reply.conversation_id, turn.version, streaming=True)
     else:
         frames = rendering.messages_appended_frames(m for m in (turn.user_message, turn.reply) if m)
-    frames.append(rendering.state_frame(turn.version, streaming=True))
+        frames.append(rendering.state_frame(turn.version, streaming=True))
     return _Prepared(turn=turn, frames=frames, history=selectors.reply_history(reply=turn.reply))
 
 
@@ -148,11 +144,16 @@ async def _store_and_start(service: Any, **kwargs: Any) -> services.PostedTurn:
     return turn
 
 
-async def _publish_branch(conversation: Conversation, version: int, *, streaming: bool) -> None:
-    current = await Conversation.objects.aget(pk=conversation.pk)  # the caller's copy predates the change
-    messages = await database_sync_to_async(selectors.conversation_messages)(conversation=current)
-    frames = await database_sync_to_async(rendering.branch_frames)(messages)
+def _branch_frames(conversation_id: uuid.UUID, version: int, *, streaming: bool) -> list[str]:
+    """The branch on screen, then the conversation's state (read afresh: callers' copies are older)."""
+    current = Conversation.objects.get(pk=conversation_id)
+    frames = rendering.branch_frames(selectors.conversation_messages(conversation=current))
     frames.append(rendering.state_frame(version, streaming=streaming))
+    return frames
+
+
+async def _publish_branch(conversation: Conversation, version: int, *, streaming: bool) -> None:
+    frames = await database_sync_to_async(_branch_frames)(conversation.pk, version, streaming=streaming)
     hub = await fanout.get_hub()
     await hub.publish(conversation.pk.hex, {"kind": "change", "version": version, "frames": frames})
 
@@ -231,9 +232,6 @@ async def snapshot(conversation: Conversation, *, since: int | None) -> Snapshot
 
 
 async def _live_text(hub: fanout.Hub, message: Message) -> tuple[str, int] | None:
-    generation = streaming.running(message.pk)
-    if generation is not None:
-        return generation.snapshot()
     if not message.worker:
         return None
     answer = await hub.ask(message.worker, "snapshot", reply_id=message.pk)
