@@ -69,7 +69,7 @@ class Subscription:
             if message_id in self.stale or event.get("redraw"):
                 raise Gap(f"reply {message_id} ended with text the page may not show")
             self.seen[message_id] = FINISHED
-        return list(event["frames"])
+        return event["frames"]
 
     def _delta(self, event: Event) -> list[str]:
         message_id, seq = event["message_id"], event["seq"]
@@ -81,4 +81,4 @@ class Subscription:
         if seq != last + 1:
             raise Gap(f"reply {message_id}: seq {seq} after {last}")
         self.seen[message_id] = seq
-        return list(event["frames"])
+        return event["frames"]
