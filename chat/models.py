@@ -8,6 +8,74 @@ from django.conf import settings
 from django.db import models
 
 
+class Provider(models.Model):
+    """An OpenAI-compatible server added by an admin, besides the one the environment configures.
+
+    The API key is stored encrypted (``chat.secrets``) and only ever leaves the server in the
+    ``Authorization`` header of a request to this provider.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    base_url = models.URLField(
+        "Base URL",
+        max_length=500,
+        help_text="Up to and including the version, e.g. https://api.openai.com/v1",
+    )
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    enabled = models.BooleanField(default=True, help_text="Offered in the model picker.")
+    all_models = models.BooleanField(
+        "Offer every listed model",
+        default=True,
+        help_text="Offer every model the server lists at /models. Off: only the models below.",
+    )
+    model_ids = models.TextField(
+        "Models",
+        blank=True,
+        help_text="One model id per line: the models offered when the server lists none, or when "
+        "“Offer every listed model” is off.",
+    )
+    extra_fields = models.JSONField(
+        "Extra request fields",
+        default=dict,
+        blank=True,
+        help_text='Added to every chat request, e.g. {"top_p": 0.9} or OpenRouter\'s {"provider": {...}}.',
+    )
+    # Switched off (and remembered) when the server answers 400 to stream_options.
+    stream_usage = models.BooleanField(
+        "Ask for usage in the stream",
+        default=True,
+        help_text="Sends stream_options.include_usage; turned off automatically if the server rejects it.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def api_key(self) -> str:
+        from chat.secrets import decrypt
+
+        return decrypt(self.api_key_encrypted)
+
+    def set_api_key(self, key: str) -> None:
+        from chat.secrets import encrypt
+
+        self.api_key_encrypted = encrypt(key.strip()) if key.strip() else ""
+
+    @property
+    def masked_key(self) -> str:
+        from chat.secrets import mask
+
+        return mask(self.api_key) if self.api_key_encrypted else ""
+
+    def configured_models(self) -> list[str]:
+        return [line.strip() for line in self.model_ids.splitlines() if line.strip()]
+
+
 class Conversation(models.Model):
     """One chat thread, owned by one user; its id is the public, unguessable URL key."""
 
@@ -17,6 +85,14 @@ class Conversation(models.Model):
     )
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=200, help_text="Model id used for the next reply.")
+    # None: the server configured by the environment.
+    provider = models.ForeignKey(
+        Provider, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    # None: the site's default (CHAT_SYSTEM_PROMPT); "" means no system prompt at all.
+    system_prompt = models.TextField(null=True, blank=True)  # noqa: DJ001 (None and "" differ)
+    temperature = models.FloatField(null=True, blank=True, help_text="Sent only when set.")
+    max_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Sent only when set.")
     # The branch on screen ends here: regenerating or editing forks the history,
     # and every page shows (and every request sends) the path from the root to this leaf.
     current_leaf = models.ForeignKey(
@@ -72,13 +148,23 @@ class Message(models.Model):
     # reconnect is stored once.
     client_id = models.UUIDField(null=True, blank=True, editable=False)
     model = models.CharField(max_length=200, blank=True)
+    provider = models.ForeignKey(
+        Provider, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    # The model's reasoning ("Thinking"), shown apart from the answer and never sent back upstream.
+    reasoning = models.TextField(blank=True)
     finish_reason = models.CharField(max_length=40, blank=True)
     error = models.TextField(blank=True, help_text="Plain-language reason shown to the user.")
+    # Token counts as the server reported them; None when it reported none (never estimated).
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
     first_token_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first token.")
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    skipped_chunks = models.PositiveIntegerField(
+        default=0, help_text="Stream events that were not JSON, skipped."
+    )
+    request_id = models.CharField(max_length=64, blank=True, help_text="Matches the server log lines.")
     # While streaming: the worker writing the reply, and until when it vouches for it. A reply
     # whose lease ran out belongs to a worker that died; it is marked interrupted.
     worker = models.CharField(max_length=200, blank=True, editable=False)
@@ -106,3 +192,14 @@ class Message(models.Model):
     @property
     def is_streaming(self) -> bool:
         return self.status == self.Status.STREAMING
+
+    @property
+    def finish_notice(self) -> str:
+        """What a complete reply that did not end naturally tells its reader."""
+        return FINISH_NOTICES.get(self.finish_reason, "") if self.status == self.Status.COMPLETE else ""
+
+
+FINISH_NOTICES = {
+    "length": "The answer hit the length limit.",
+    "content_filter": "The answer was cut short by the provider's content filter.",
+}

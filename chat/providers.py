@@ -8,7 +8,7 @@ fresh install chats offline and says so plainly.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -57,6 +57,38 @@ def _demo_base_url() -> str:
             simulator.start()
             _demo_simulator = simulator
         return _demo_simulator.base_url
+
+
+_usage_rejected: set[str] = set()  # base URLs of environment servers that refuse stream_options
+
+
+def endpoint_for(provider_id: int | None) -> Endpoint:
+    """The endpoint of an admin-added provider, or the environment's for None (database access)."""
+    if provider_id is not None:
+        from chat.models import Provider
+
+        provider = Provider.objects.filter(pk=provider_id).first()
+        if provider is not None:
+            return Endpoint(
+                base_url=provider.base_url.rstrip("/"),
+                api_key=provider.api_key,
+                provider_id=provider.pk,
+                name=provider.name,
+                extra_fields=dict(provider.extra_fields or {}),
+                stream_usage=provider.stream_usage,
+            )
+    endpoint = default_endpoint()
+    return replace(endpoint, stream_usage=endpoint.base_url not in _usage_rejected)
+
+
+def remember_no_stream_usage(endpoint: Endpoint) -> None:
+    """The server answered 400 to ``stream_options``: stop sending it there."""
+    if endpoint.provider_id is None:
+        _usage_rejected.add(endpoint.base_url)
+        return
+    from chat.models import Provider
+
+    Provider.objects.filter(pk=endpoint.provider_id).update(stream_usage=False)
 
 
 def model_options() -> list[ModelOption]:

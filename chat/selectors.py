@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from chat.models import Conversation, Message
+from chat.upstream import ChatRequest
 
 
 def conversation_for_user(
@@ -95,6 +96,24 @@ def streaming_messages(*, conversation: Conversation) -> list[Message]:
     return list(conversation.messages.filter(status=Message.Status.STREAMING).order_by("id"))
 
 
+def system_prompt(conversation: Conversation) -> str:
+    """The conversation's own system prompt, or the site's default when it has none set."""
+    if conversation.system_prompt is not None:
+        return conversation.system_prompt
+    return settings.CHAT_SYSTEM_PROMPT
+
+
+def reply_request(*, reply: Message) -> ChatRequest:
+    """Everything that goes upstream for ``reply``: model, history and the conversation's options."""
+    conversation = reply.conversation
+    return ChatRequest(
+        model=reply.model,
+        messages=reply_history(reply=reply),
+        temperature=conversation.temperature,
+        max_tokens=conversation.max_tokens,
+    )
+
+
 def reply_history(*, reply: Message) -> list[dict[str, str]]:
     """What goes upstream for ``reply``: the system prompt and the branch above it.
 
@@ -102,8 +121,8 @@ def reply_history(*, reply: Message) -> list[dict[str, str]]:
     out; partial text of a stopped or failed reply is kept, as it is on screen.
     """
     history: list[dict[str, str]] = []
-    if settings.CHAT_SYSTEM_PROMPT:
-        history.append({"role": "system", "content": settings.CHAT_SYSTEM_PROMPT})
+    if prompt := system_prompt(reply.conversation):
+        history.append({"role": "system", "content": prompt})
     path = _path_to(_tree(reply.conversation), reply.parent_id)
     earlier = Message.objects.in_bulk(path)
     for message_id in path:

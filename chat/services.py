@@ -223,8 +223,8 @@ def _existing_turn(conversation: Conversation, client_id: uuid.UUID) -> PostedTu
     return PostedTurn(user_message=user_message, reply=reply, created=False, version=version)
 
 
-def reply_checkpoint(*, reply_id: int, text: str | None) -> None:
-    """Save the text so far and renew the reply's lease (``text=None``: only the lease).
+def reply_checkpoint(*, reply_id: int, text: str | None, reasoning: str | None = None) -> None:
+    """Save the text (and reasoning) so far and renew the reply's lease (``None``: unchanged).
 
     A worker that dies loses at most one checkpoint interval of text, and its lease running out
     tells the others it is gone.
@@ -232,13 +232,16 @@ def reply_checkpoint(*, reply_id: int, text: str | None) -> None:
     fields: dict[str, object] = {"lease_expires_at": lease_until()}
     if text is not None:
         fields["content"] = text
+    if reasoning is not None:
+        fields["reasoning"] = reasoning
     Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(**fields)
 
 
 @dataclass(frozen=True)
 class ReplyEnding:
     status: str
-    text: str | None  # None keeps the last checkpoint
+    text: str | None  # None keeps the last checkpoint (of the reasoning too)
+    reasoning: str = ""
     finish_reason: str = ""
     error: str = ""
     prompt_tokens: int | None = None
@@ -246,6 +249,8 @@ class ReplyEnding:
     total_tokens: int | None = None
     first_token_ms: int | None = None
     duration_ms: int | None = None
+    skipped_chunks: int = 0
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -265,7 +270,7 @@ def reply_finish(*, reply_id: int, ending: ReplyEnding, only_if_expired: bool = 
         if conversation_id is None:
             return None
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-        text = {} if ending.text is None else {"content": ending.text}
+        text = {} if ending.text is None else {"content": ending.text, "reasoning": ending.reasoning}
         updated = streaming.update(
             **text,
             status=ending.status,
@@ -276,6 +281,8 @@ def reply_finish(*, reply_id: int, ending: ReplyEnding, only_if_expired: bool = 
             total_tokens=ending.total_tokens,
             first_token_ms=ending.first_token_ms,
             duration_ms=ending.duration_ms,
+            skipped_chunks=ending.skipped_chunks,
+            request_id=ending.request_id,
             worker="",
             lease_expires_at=None,
             updated_at=now,

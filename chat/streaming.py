@@ -27,7 +27,7 @@ from django.conf import settings
 
 from chat import fanout, rendering, selectors, services
 from chat.models import Message
-from chat.upstream import Endpoint, Finish, TextDelta, UpstreamError, Usage, stream_chat
+from chat.upstream import ChatRequest, Endpoint, Finish, TextDelta, UpstreamError, Usage, stream_chat
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +48,14 @@ class Generation:
     """One assistant reply being written."""
 
     def __init__(
-        self, *, reply: Message, endpoint: Endpoint, hub: fanout.Hub, history: list[dict[str, str]] | None
+        self, *, reply: Message, endpoint: Endpoint, hub: fanout.Hub, request: ChatRequest | None
     ) -> None:
         self.reply_id: int = reply.pk
         self.conversation_key = reply.conversation_id.hex
         self.model = reply.model
         self.endpoint = endpoint
         self.hub = hub
-        self.history = history
+        self.request = request
         self.seq = 0  # deltas published so far
         self._published: list[str] = []  # the text of those deltas, in order
         self._published_length = 0
@@ -93,10 +93,10 @@ class Generation:
         status, error = Message.Status.COMPLETE, ""
         publisher = asyncio.create_task(self._publish_loop(), name=f"publish-{self.reply_id}")
         try:
-            history = self.history
-            if history is None:
-                history = await in_worker_thread(_history)(self.reply_id)
-            async for event in stream_chat(self.endpoint, model=self.model, messages=history):
+            request = self.request
+            if request is None:
+                request = await in_worker_thread(_request)(self.reply_id)
+            async for event in stream_chat(self.endpoint, request):
                 if isinstance(event, TextDelta):
                     if first_token is None:
                         first_token = time.monotonic()
@@ -204,8 +204,8 @@ class Generation:
             logger.exception("Could not record the ending of reply %s", self.reply_id)
 
 
-def _history(reply_id: int) -> list[dict[str, str]]:
-    return selectors.reply_history(reply=Message.objects.select_related("conversation").get(pk=reply_id))
+def _request(reply_id: int) -> ChatRequest:
+    return selectors.reply_request(reply=Message.objects.select_related("conversation").get(pk=reply_id))
 
 
 async def publish_ending(ended: services.EndedReply) -> None:
@@ -246,17 +246,17 @@ def accepting() -> bool:
 
 
 def start(
-    reply: Message, *, endpoint: Endpoint, hub: fanout.Hub, history: list[dict[str, str]] | None = None
+    reply: Message, *, endpoint: Endpoint, hub: fanout.Hub, request: ChatRequest | None = None
 ) -> Generation:
     """Start writing ``reply`` in this process's event loop; call only after its row is committed.
 
-    ``history`` is what goes upstream, when the caller has read it already.
+    ``request`` is what goes upstream, when the caller has read it already.
     """
     existing = _running.get(reply.pk)
     if existing is not None:
         return existing
     _install_shutdown_handler()
-    generation = Generation(reply=reply, endpoint=endpoint, hub=hub, history=history)
+    generation = Generation(reply=reply, endpoint=endpoint, hub=hub, request=request)
     _running[reply.pk] = generation
     # A fresh context: the reply outlives the request or socket that asked for it, so it must
     # not inherit that caller's context (asgiref's executors, request-scoped state).

@@ -19,6 +19,7 @@ from django.db import transaction
 from chat import fanout, providers, rendering, selectors, services, streaming
 from chat.models import Conversation, Message
 from chat.subscription import FINISHED
+from chat.upstream import ChatRequest, Endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -103,20 +104,26 @@ async def start_conversation(*, user: Any, text: str, model: str) -> services.Po
 class _Prepared:
     turn: services.PostedTurn
     frames: list[str]  # what every page is shown before the reply starts
-    history: list[dict[str, str]]  # what goes upstream
+    request: ChatRequest | None = None  # what goes upstream
+    endpoint: Endpoint | None = None  # and where
 
 
 def _prepare(service: Any, kwargs: dict[str, Any]) -> _Prepared:
     """Store the turn, render its announcement and read its history: one trip to the database."""
     turn = service(**kwargs)
     if not turn.created:
-        return _Prepared(turn=turn, frames=[], history=[])
+        return _Prepared(turn=turn, frames=[])
     if turn.forked:
         frames = _branch_frames(turn.reply.conversation_id, turn.version, streaming=True)
     else:
         frames = rendering.messages_appended_frames(m for m in (turn.user_message, turn.reply) if m)
         frames.append(rendering.state_frame(turn.version, streaming=True))
-    return _Prepared(turn=turn, frames=frames, history=selectors.reply_history(reply=turn.reply))
+    return _Prepared(
+        turn=turn,
+        frames=frames,
+        request=selectors.reply_request(reply=turn.reply),
+        endpoint=providers.endpoint_for(turn.reply.provider_id),
+    )
 
 
 async def _store_and_start(service: Any, **kwargs: Any) -> services.PostedTurn:
@@ -139,8 +146,7 @@ async def _store_and_start(service: Any, **kwargs: Any) -> services.PostedTurn:
             turn.reply.conversation_id.hex,
             {"kind": "change", "version": turn.version, "frames": prepared.frames},
         )
-        endpoint = await providers.endpoint()
-        streaming.start(turn.reply, endpoint=endpoint, hub=hub, history=prepared.history)
+        streaming.start(turn.reply, endpoint=prepared.endpoint, hub=hub, request=prepared.request)
     return turn
 
 

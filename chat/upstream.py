@@ -13,7 +13,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -29,11 +29,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where replies come from: a base URL such as ``https://api.arcee.ai/api/v1`` and its key."""
+    """Where replies come from: a base URL such as ``https://api.arcee.ai/api/v1`` and its key.
+
+    ``provider_id`` is None for the server the environment configures. The key is left out of
+    ``repr`` so that no log line can carry it.
+    """
 
     base_url: str
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
     demo: bool = False
+    provider_id: int | None = None
+    name: str = ""
+    extra_fields: Mapping[str, Any] = field(default_factory=dict)
+    stream_usage: bool = True  # send stream_options.include_usage
 
     @property
     def host(self) -> str:
@@ -44,6 +52,16 @@ class Endpoint:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """What one reply asks for; temperature and max tokens are sent only when set."""
+
+    model: str
+    messages: list[dict[str, str]]
+    temperature: float | None = None
+    max_tokens: int | None = None
 
 
 # --- Typed stream events -------------------------------------------------------
@@ -277,20 +295,30 @@ async def close_clients() -> None:
         await client.aclose()
 
 
-def build_payload(*, model: str, messages: list[dict[str, str]]) -> dict[str, Any]:
-    return {"model": model, "messages": messages, "stream": True}
+RESERVED_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
 
 
-async def stream_chat(
-    endpoint: Endpoint, *, model: str, messages: list[dict[str, str]]
-) -> AsyncIterator[StreamEvent]:
+def build_payload(endpoint: Endpoint, request: ChatRequest, *, stream_usage: bool) -> dict[str, Any]:
+    """The JSON body: the provider's extra fields, then the request (options only when set)."""
+    payload = {key: value for key, value in endpoint.extra_fields.items() if key not in RESERVED_FIELDS}
+    payload.update(model=request.model, messages=request.messages, stream=True)
+    if request.temperature is not None:
+        payload["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        payload["max_tokens"] = request.max_tokens
+    if stream_usage:
+        payload["stream_options"] = {"include_usage": True}
+    return payload
+
+
+async def stream_chat(endpoint: Endpoint, request: ChatRequest) -> AsyncIterator[StreamEvent]:
     """Stream a reply as typed events; raise ``UpstreamError`` with a plain reason on any failure.
 
     Ends normally after ``[DONE]`` or, failing that, once the body ends after a
     ``finish_reason``. A body that ends with neither raises ``CutOffError``.
     """
     url = f"{endpoint.base_url}/chat/completions"
-    payload = build_payload(model=model, messages=messages)
+    payload = build_payload(endpoint, request, stream_usage=False)
     finished = False
     try:
         async with get_client().stream("POST", url, json=payload, headers=endpoint.headers()) as response:

@@ -224,9 +224,21 @@ CHAT_API_KEY = env_str("CHAT_API_KEY", "") or env_str("ARCEE_API_KEY", "")
 CHAT_DEMO = not CHAT_API_KEY and not env_str("CHAT_API_BASE", "")
 CHAT_MODEL = env_str("CHAT_MODEL", "demo" if CHAT_DEMO else "trinity-mini")
 CHAT_SYSTEM_PROMPT = env_str("CHAT_SYSTEM_PROMPT", "")
+# Stored provider API keys are encrypted with a key derived from this (default: SECRET_KEY).
+CHAT_ENCRYPTION_KEY = env_str("CHAT_ENCRYPTION_KEY", "")
 CHAT_MODELS_CACHE_SECONDS = env_int("CHAT_MODELS_CACHE_SECONDS", 300)
 CHAT_CONNECT_TIMEOUT = env_float("CHAT_CONNECT_TIMEOUT", 10.0)
-CHAT_READ_TIMEOUT = env_float("CHAT_READ_TIMEOUT", 120.0)
+# From sending the request to the first token (prompt processing of a long history can be slow).
+CHAT_FIRST_TOKEN_TIMEOUT = env_float("CHAT_FIRST_TOKEN_TIMEOUT", 120.0)
+# Silence between two chunks once the answer has started (CHAT_READ_TIMEOUT is its older name).
+CHAT_STALL_TIMEOUT = env_float("CHAT_STALL_TIMEOUT", env_float("CHAT_READ_TIMEOUT", 60.0))
+# The longest a whole reply may take.
+CHAT_REPLY_DEADLINE = env_float("CHAT_REPLY_DEADLINE", 900.0)
+# Before the first token only: retries of connection failures, 429 and 502/503/504.
+CHAT_RETRIES = env_int("CHAT_RETRIES", 2)
+CHAT_RETRY_BACKOFF = env_float("CHAT_RETRY_BACKOFF", 1.0)  # first wait; doubles each time
+CHAT_RETRY_MAX_WAIT = env_float("CHAT_RETRY_MAX_WAIT", 20.0)  # a longer Retry-After is not waited for
+# Connections to upstreams per worker: at least the concurrent replies a worker should carry.
 CHAT_MAX_CONNECTIONS = env_int("CHAT_MAX_CONNECTIONS", 2000)
 
 # --- Streaming ----------------------------------------------------------------
