@@ -1,16 +1,141 @@
-"""The admin: browse every stored conversation, read-only where history must not be rewritten."""
+"""The admin: browse every stored conversation, read-only where history must not be rewritten;
+add the OpenAI-compatible servers (providers) the model picker offers besides the environment's."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from chat.models import Conversation, Message
+from chat import providers
+from chat.models import Conversation, Message, Provider
+from chat.upstream import RESERVED_FIELDS
+
+
+class ProviderForm(forms.ModelForm):
+    """The provider, with its API key write-only: it is never rendered back, only its masked form."""
+
+    api_key = forms.CharField(
+        label="API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Sent as a Bearer token to this server only; stored encrypted.",
+    )
+    remove_api_key = forms.BooleanField(label="Remove the stored key", required=False)
+
+    class Meta:
+        model = Provider
+        fields = (
+            "name",
+            "base_url",
+            "enabled",
+            "all_models",
+            "model_ids",
+            "extra_fields",
+            "stream_usage",
+        )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.api_key_encrypted:
+            stored = self.instance.masked_key or "a key that no longer decrypts"
+            self.fields[
+                "api_key"
+            ].help_text = f"Stored: {stored}. Leave empty to keep it; type a new one to replace it."
+        else:
+            del self.fields["remove_api_key"]
+
+    def clean_base_url(self) -> str:
+        return self.cleaned_data["base_url"].strip().rstrip("/")
+
+    def clean_extra_fields(self) -> dict[str, Any]:
+        extra = self.cleaned_data.get("extra_fields")
+        if extra in (None, ""):
+            return {}
+        if not isinstance(extra, dict):
+            raise forms.ValidationError('Extra request fields must be a JSON object, e.g. {"top_p": 0.9}.')
+        reserved = sorted(RESERVED_FIELDS.intersection(extra))
+        if reserved:
+            raise forms.ValidationError(
+                f"These fields are set by the app for every request and cannot be changed here: "
+                f"{', '.join(reserved)}."
+            )
+        return extra
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("remove_api_key") and cleaned.get("api_key"):
+            raise forms.ValidationError("Either type a new API key or remove the stored one, not both.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> Provider:
+        provider = super().save(commit=False)
+        if self.cleaned_data.get("remove_api_key"):
+            provider.set_api_key("")
+        elif self.cleaned_data.get("api_key"):
+            provider.set_api_key(self.cleaned_data["api_key"])
+        if commit:
+            provider.save()
+            self.save_m2m()
+        return provider
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderForm
+    list_display = ("name", "base_url", "enabled", "key", "models_offered")
+    list_filter = ("enabled",)
+    search_fields = ("name", "base_url")
+    actions = ["check_model_list"]
+    fieldsets = (
+        (None, {"fields": ("name", "base_url", "api_key", "remove_api_key", "enabled")}),
+        ("Models", {"fields": ("all_models", "model_ids")}),
+        ("Requests", {"fields": ("extra_fields", "stream_usage")}),
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Provider | None = None) -> Any:
+        if obj is not None and obj.api_key_encrypted:
+            return self.fieldsets
+        # Nothing stored: nothing to remove.
+        first = (None, {"fields": ("name", "base_url", "api_key", "enabled")})
+        return (first, *self.fieldsets[1:])
+
+    @admin.display(description="API key")
+    def key(self, provider: Provider) -> str:
+        return provider.masked_key or "-"
+
+    @admin.display(description="models offered")
+    def models_offered(self, provider: Provider) -> str:
+        configured = provider.configured_models()
+        listed = providers.cached_listing(provider) if provider.all_models else None
+        if listed:
+            return f"{len(listed)} listed by the server"
+        if provider.all_models:
+            fallback = f"; else {', '.join(configured)}" if configured else ""
+            return Truncator(f"every listed model{fallback}").chars(120)
+        return Truncator(", ".join(configured)).chars(120) or "none"
+
+    @admin.action(description="Check the model list")
+    def check_model_list(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        """Ask each selected server for its models now and say what each answered."""
+        for provider, ids, error in providers.check_model_lists(list(queryset)):
+            if error:
+                self.message_user(request, f"{provider.name}: {error}", messages.ERROR)
+            elif ids:
+                shown = ", ".join(ids[:5]) + (", …" if len(ids) > 5 else "")
+                plural = "s" if len(ids) != 1 else ""
+                self.message_user(
+                    request, f"{provider.name} lists {len(ids)} model{plural}: {shown}.", messages.SUCCESS
+                )
+            else:
+                self.message_user(request, f"{provider.name} lists no models.", messages.WARNING)
 
 
 class ConversationStatusFilter(admin.SimpleListFilter):
@@ -32,7 +157,20 @@ class ConversationStatusFilter(admin.SimpleListFilter):
 
 class MessageInline(admin.TabularInline):
     model = Message
-    fields = ("created_at", "role", "short_content", "status", "model", "finish_reason", "error", "tokens")
+    fields = (
+        "created_at",
+        "role",
+        "short_content",
+        "short_reasoning",
+        "status",
+        "provider",
+        "model",
+        "finish_reason",
+        "error",
+        "tokens",
+        "skipped_chunks",
+        "request_id",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -46,6 +184,10 @@ class MessageInline(admin.TabularInline):
     def short_content(self, message: Message) -> str:
         return Truncator(message.content).chars(400)
 
+    @admin.display(description="reasoning")
+    def short_reasoning(self, message: Message) -> str:
+        return Truncator(message.reasoning).chars(200)
+
     @admin.display(description="tokens")
     def tokens(self, message: Message) -> str:
         if message.total_tokens is None:
@@ -58,16 +200,29 @@ class ConversationAdmin(admin.ModelAdmin):
     list_display = (
         "title_or_placeholder",
         "owner",
+        "provider",
         "model",
         "message_count",
         "last_activity",
         "latest_status",
     )
-    list_filter = ("owner", "model", ConversationStatusFilter, "updated_at")
+    list_filter = ("owner", "provider", "model", ConversationStatusFilter, "updated_at")
     search_fields = ("title", "messages__content", "owner__username")
-    list_select_related = ("owner",)
+    list_select_related = ("owner", "provider")
     readonly_fields = ("id", "owner", "created_at", "updated_at")
-    fields = ("id", "owner", "title", "model", "created_at", "updated_at")
+    # Provider, model and options apply to the next reply; what was already said stays read-only.
+    fields = (
+        "id",
+        "owner",
+        "title",
+        "provider",
+        "model",
+        "system_prompt",
+        "temperature",
+        "max_tokens",
+        "created_at",
+        "updated_at",
+    )
     date_hierarchy = "updated_at"
     inlines = [MessageInline]
     show_full_result_count = False
@@ -105,10 +260,19 @@ class ConversationAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ("id", "conversation", "role", "short_content", "status", "model", "created_at")
-    list_filter = ("role", "status", "model", "conversation__owner")
-    search_fields = ("content", "conversation__title")
-    list_select_related = ("conversation",)
+    list_display = (
+        "id",
+        "conversation",
+        "role",
+        "short_content",
+        "status",
+        "provider",
+        "model",
+        "created_at",
+    )
+    list_filter = ("role", "status", "provider", "model", "conversation__owner")
+    search_fields = ("content", "conversation__title", "request_id")
+    list_select_related = ("conversation", "provider")
     readonly_fields = [field.name for field in Message._meta.fields]
     show_full_result_count = False
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import BaseUserCreationForm
+
+from chat import selectors
+from chat.models import Conversation
 
 
 class FirstAdminForm(BaseUserCreationForm):
@@ -20,3 +26,39 @@ class FirstAdminForm(BaseUserCreationForm):
         if commit:
             user.save()
         return user
+
+
+class ConversationSettingsForm(forms.Form):
+    """A conversation's options for its next replies.
+
+    The fields only collect text; ``services.conversation_settings_update`` checks the values, so
+    every caller gets the same sentences.
+    """
+
+    system_prompt = forms.CharField(
+        label="System prompt",
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="Sent before the conversation with every request. Empty: no system prompt.",
+    )
+    temperature = forms.CharField(
+        label="Temperature",
+        required=False,
+        widget=forms.NumberInput(attrs={"min": "0", "max": "2", "step": "0.1", "inputmode": "decimal"}),
+        help_text="From 0 to 2. Empty: the model's default.",
+    )
+    max_tokens = forms.CharField(
+        label="Max tokens",
+        required=False,
+        widget=forms.NumberInput(attrs={"min": "1", "step": "1"}),
+        help_text="The longest reply, in tokens. Empty: no limit.",
+    )
+
+    def __init__(self, data: Any = None, *, conversation: Conversation) -> None:
+        initial = {
+            "system_prompt": selectors.system_prompt(conversation),
+            "temperature": conversation.temperature,
+            "max_tokens": conversation.max_tokens,
+        }
+        super().__init__(data, initial=initial, auto_id="settings-%s")

@@ -1,20 +1,28 @@
 """Which upstream answers, and which models it offers.
 
-The endpoint comes from ``CHAT_API_BASE`` / ``CHAT_API_KEY``. With neither
+The environment's endpoint comes from ``CHAT_API_BASE`` / ``CHAT_API_KEY``. With neither
 set, the process starts the project's own simulator on a loopback port, so a
-fresh install chats offline and says so plainly.
+fresh install chats offline and says so plainly. Admins add more servers as
+``Provider`` rows; the picker offers their models as ``p<pk>:<model id>``.
 """
 
 from __future__ import annotations
 
+import re
 import threading
-from dataclasses import dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, NamedTuple
 
-from asgiref.sync import sync_to_async
+import httpx
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 
-from chat.upstream import Endpoint, fetch_model_ids
+from chat.upstream import Endpoint, describe_status, fetch_model_ids
+
+if TYPE_CHECKING:
+    from chat.models import Provider
 
 DEMO_MODEL_LABEL = "Demo (offline simulator)"
 
@@ -26,19 +34,26 @@ _demo_simulator = None
 class ModelOption:
     id: str
     label: str
+    provider_id: int | None = None  # None: the environment's server
+
+    @property
+    def value(self) -> str:
+        """What the picker submits (see ``choice_value``)."""
+        return choice_value(self.provider_id, self.id)
+
+
+@dataclass(frozen=True)
+class ModelGroup:
+    """One ``<optgroup>`` of the picker: a server and the models it offers."""
+
+    label: str
+    options: list[ModelOption] = field(default_factory=list)
 
 
 def default_endpoint() -> Endpoint:
     if settings.CHAT_DEMO:
         return Endpoint(base_url=_demo_base_url(), demo=True)
     return Endpoint(base_url=settings.CHAT_API_BASE, api_key=settings.CHAT_API_KEY)
-
-
-async def endpoint() -> Endpoint:
-    """``default_endpoint`` from async code (only starting the demo simulator needs a thread)."""
-    if settings.CHAT_DEMO and _demo_simulator is None:
-        return await sync_to_async(default_endpoint)()
-    return default_endpoint()
 
 
 def _demo_base_url() -> str:
@@ -69,14 +84,7 @@ def endpoint_for(provider_id: int | None) -> Endpoint:
 
         provider = Provider.objects.filter(pk=provider_id).first()
         if provider is not None:
-            return Endpoint(
-                base_url=provider.base_url.rstrip("/"),
-                api_key=provider.api_key,
-                provider_id=provider.pk,
-                name=provider.name,
-                extra_fields=dict(provider.extra_fields or {}),
-                stream_usage=provider.stream_usage,
-            )
+            return provider_endpoint(provider)
     endpoint = default_endpoint()
     return replace(endpoint, stream_usage=endpoint.base_url not in _usage_rejected)
 
@@ -110,3 +118,205 @@ def model_label(model_id: str, endpoint: Endpoint | None = None) -> str:
     if endpoint.demo and model_id == settings.CHAT_MODEL:
         return DEMO_MODEL_LABEL
     return model_id
+
+
+# --- Admin-added providers: their models, the grouped picker, and what it submits ------------------
+
+PROVIDER_VALUE = re.compile(r"p(\d{1,18}):(.+)", re.DOTALL)  # more digits: not a row id
+CHOOSE_FROM_LIST = "Choose a model from the list."
+LIST_TIMEOUT = 3.0  # seconds per server: the page waits for the slowest one, never for their sum
+FAILED_LIST_SECONDS = 30  # a failed or empty listing is asked again this soon
+
+
+class ModelChoice(NamedTuple):
+    provider_id: int | None  # None: the environment's server
+    model: str
+
+
+class ModelListError(Exception):
+    """The server's model list could not be read; ``reason`` is one sentence for the admin."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def choice_value(provider_id: int | None, model: str) -> str:
+    """The picker's value: the plain id for the environment's server (automation relies on it)."""
+    return model if provider_id is None else f"p{provider_id}:{model}"
+
+
+def provider_endpoint(provider: Provider) -> Endpoint:
+    return Endpoint(
+        base_url=provider.base_url.rstrip("/"),
+        api_key=provider.api_key,
+        provider_id=provider.pk,
+        name=provider.name,
+        extra_fields=dict(provider.extra_fields or {}),
+        stream_usage=provider.stream_usage,
+    )
+
+
+def list_model_ids(endpoint: Endpoint, *, timeout: float = LIST_TIMEOUT) -> list[str]:
+    """``GET {base}/models``, sorted ids; ``ModelListError`` with a plain sentence when it fails."""
+    try:
+        response = httpx.get(f"{endpoint.base_url}/models", headers=endpoint.headers(), timeout=timeout)
+    except httpx.TimeoutException:
+        raise ModelListError(f"{endpoint.host} did not answer within {timeout:g} seconds.") from None
+    except httpx.HTTPError as exc:
+        raise ModelListError(
+            f"Could not connect to {endpoint.host} ({str(exc)[:200] or type(exc).__name__})."
+        ) from None
+    if response.status_code != 200:
+        content_type = response.headers.get("content-type", "")
+        raise ModelListError(
+            describe_status(response.status_code, response.content[:65536], content_type, response.headers)
+        )
+    try:
+        listing = response.json()
+    except ValueError:
+        raise ModelListError("The server's model list is not JSON.") from None
+    entries = listing.get("data") if isinstance(listing, dict) else listing
+    if not isinstance(entries, list):
+        raise ModelListError("The server's answer holds no model list.")
+    ids = {entry.get("id") for entry in entries if isinstance(entry, dict)}
+    return sorted(model_id for model_id in ids if isinstance(model_id, str) and 0 < len(model_id) <= 200)
+
+
+def _listing_key(provider: Provider) -> str:
+    # Any edit of the provider (address, key, models) changes updated_at, so it is asked afresh.
+    return f"chat:models:provider:{provider.pk}:{provider.updated_at.timestamp():.6f}"
+
+
+def _ask(endpoint: Endpoint) -> tuple[list[str], str]:
+    """The ids the server lists and "", or no ids and the sentence saying why."""
+    try:
+        return list_model_ids(endpoint), ""
+    except ModelListError as exc:
+        return [], exc.reason
+
+
+def _ask_all(providers: list[Provider]) -> list[tuple[list[str], str]]:
+    """Ask every provider's server at once (each within ``LIST_TIMEOUT``) and remember the answers."""
+    if not providers:
+        return []
+    with ThreadPoolExecutor(max_workers=min(len(providers), 8)) as pool:
+        answers = list(pool.map(_ask, [provider_endpoint(p) for p in providers]))
+    for provider, (ids, _) in zip(providers, answers, strict=True):
+        remember_listing(provider, ids)
+    return answers
+
+
+def check_model_lists(providers: list[Provider]) -> list[tuple[Provider, list[str], str]]:
+    """For the admin: each provider's model list asked afresh, or the reason it could not be read."""
+    return [(p, ids, error) for p, (ids, error) in zip(providers, _ask_all(providers), strict=True)]
+
+
+def remember_listing(provider: Provider, ids: list[str]) -> None:
+    cache.set(_listing_key(provider), ids, settings.CHAT_MODELS_CACHE_SECONDS if ids else FAILED_LIST_SECONDS)
+
+
+def cached_listing(provider: Provider) -> list[str] | None:
+    """The provider's last model list, if still cached (None: not asked lately)."""
+    return cache.get(_listing_key(provider))
+
+
+def _offered(provider: Provider, listing: list[str] | None) -> list[str]:
+    if provider.all_models and listing:
+        return listing
+    return provider.configured_models()
+
+
+def offered_models(providers: list[Provider]) -> dict[int, list[str]]:
+    """Each provider's models: its listing (cached, the missing ones fetched in parallel) or its own list."""
+    listings: dict[int, list[str] | None] = {}
+    missing = []
+    for provider in providers:
+        if provider.all_models:
+            listings[provider.pk] = cached_listing(provider)
+            if listings[provider.pk] is None:
+                missing.append(provider)
+    for provider, (ids, _) in zip(missing, _ask_all(missing), strict=True):
+        listings[provider.pk] = ids
+    return {provider.pk: _offered(provider, listings.get(provider.pk)) for provider in providers}
+
+
+def model_groups(*, provider_id: int | None, model: str) -> list[ModelGroup]:
+    """The picker: the environment's server first, then each enabled provider by name.
+
+    The conversation's current choice (``provider_id``, ``model``) is always among the options, even
+    when its server no longer lists it. Servers whose list is not cached are asked at the same time.
+    """
+    from chat.models import Provider
+
+    enabled = list(Provider.objects.filter(enabled=True).order_by("name"))
+    missing = [p for p in enabled if p.all_models and cached_listing(p) is None]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The environment's list is read beside the providers' (each may have to ask its server).
+        environment = pool.submit(model_options) if missing else None
+        offered = offered_models(enabled)
+        options = environment.result() if environment is not None else model_options()
+    endpoint = default_endpoint()
+    groups = [ModelGroup(label="Offline demo" if endpoint.demo else endpoint.host, options=options)]
+    for provider in enabled:
+        ids = offered[provider.pk]
+        groups.append(
+            ModelGroup(
+                label=provider.name,
+                options=[ModelOption(id=i, label=i, provider_id=provider.pk) for i in ids],
+            )
+        )
+    _include_current(groups, enabled, provider_id=provider_id, model=model)
+    return groups
+
+
+def _include_current(
+    groups: list[ModelGroup], enabled: list[Provider], *, provider_id: int | None, model: str
+) -> None:
+    if not model:
+        return
+    if provider_id is None:
+        group = groups[0]
+        option = ModelOption(id=model, label=model_label(model))
+    else:
+        index = next((i for i, p in enumerate(enabled, start=1) if p.pk == provider_id), None)
+        if index is None:
+            return  # a disabled provider is not offered, not even to its conversations
+        group = groups[index]
+        option = ModelOption(id=model, label=model, provider_id=provider_id)
+    if option.value not in {o.value for o in group.options}:
+        group.options.append(option)
+
+
+def parse_choice(value: object, *, default_provider_id: int | None, default_model: str) -> ModelChoice:
+    """The picker's value as (provider, model), or ``ValidationError`` for one not on offer.
+
+    Empty means the given default; a plain id goes to the environment's server (which accepts any
+    id, as before providers existed); ``p<pk>:<model>`` must name an enabled provider and a model it
+    offers. Only that last form reads the database (and perhaps the provider's model list).
+    """
+    if value is None or value == "":
+        return ModelChoice(default_provider_id, default_model)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(CHOOSE_FROM_LIST)
+    match = PROVIDER_VALUE.fullmatch(value.strip())
+    if match is None:
+        if len(value) > 200:
+            raise ValidationError(CHOOSE_FROM_LIST)
+        return ModelChoice(None, value.strip())
+    provider_id, model = int(match[1]), match[2]
+    if len(model) > 200:
+        raise ValidationError(CHOOSE_FROM_LIST)
+    from chat.models import Provider
+
+    provider = Provider.objects.filter(pk=provider_id, enabled=True).first()
+    if provider is None:
+        raise ValidationError(CHOOSE_FROM_LIST)
+    on_offer = (
+        (provider_id, model) == (default_provider_id, default_model)  # kept even if no longer listed
+        or model in provider.configured_models()
+        or model in offered_models([provider])[provider.pk]
+    )
+    if not on_offer:
+        raise ValidationError(CHOOSE_FROM_LIST)
+    return ModelChoice(provider_id, model)

@@ -38,22 +38,31 @@ def delta_frames(message_id: int, text: str) -> list[str]:
     ]
 
 
+def reasoning_frames(message_id: int, text: str) -> list[str]:
+    """Append ``text`` to the reply's "Thinking" section (``m-<id>-reasoning``)."""
+    parts = (text[start : start + MAX_FRAME_CHARS] for start in range(0, len(text), MAX_FRAME_CHARS))
+    return [
+        f'<span id="m-{message_id}-reasoning" hx-swap-oob="beforeend">{escape(part)}</span>' for part in parts
+    ]
+
+
 def message_html(message: Message, *, oob: bool = False) -> str:
     """The message element; only its first ``MAX_FRAME_CHARS`` characters of text (see ``_split``)."""
     return render_to_string("chat/_message.html", {"message": message, "oob": oob})
 
 
-def _split(message: Message) -> tuple[str, list[str]]:
-    """The element with the first part of the text, and the frames that append the rest."""
-    content = message.content
-    if len(content) <= MAX_FRAME_CHARS:
-        return message_html(message), []
-    message.content = content[:MAX_FRAME_CHARS]
+def _split(message: Message, *, oob: bool = False) -> tuple[str, list[str]]:
+    """The element with the first part of its text and reasoning, and the frames that append the rest."""
+    content, reasoning = message.content, message.reasoning
+    if len(content) <= MAX_FRAME_CHARS and len(reasoning) <= MAX_FRAME_CHARS:
+        return message_html(message, oob=oob), []
+    message.content, message.reasoning = content[:MAX_FRAME_CHARS], reasoning[:MAX_FRAME_CHARS]
     try:
-        head = message_html(message)
+        head = message_html(message, oob=oob)
     finally:
-        message.content = content
-    return head, delta_frames(message.pk, content[MAX_FRAME_CHARS:])
+        message.content, message.reasoning = content, reasoning
+    rest = reasoning_frames(message.pk, reasoning[MAX_FRAME_CHARS:])
+    return head, rest + delta_frames(message.pk, content[MAX_FRAME_CHARS:])
 
 
 def _list_frames(messages: Iterable[Message], *, first_swap: str) -> list[str]:
@@ -94,13 +103,8 @@ def branch_frames(messages: Iterable[Message]) -> list[str]:
 
 def message_frames(message: Message) -> list[str]:
     """The message element replacing the one on the page (a snapshot of a streaming reply)."""
-    content = message.content
-    message.content = content[:MAX_FRAME_CHARS]
-    try:
-        head = message_html(message, oob=True)
-    finally:
-        message.content = content
-    return [head, *delta_frames(message.pk, content[MAX_FRAME_CHARS:])]
+    head, rest = _split(message, oob=True)
+    return [head, *rest]
 
 
 def ending_frame(message: Message) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +21,12 @@ TITLE_LENGTH = 60
 
 
 BUSY = "A reply is still being written. Stop it or wait for it to finish first."
+
+
+class Current(enum.Enum):
+    """``provider_id=Current.PROVIDER``: keep the conversation's provider (None is the environment's)."""
+
+    PROVIDER = "the conversation's provider"
 
 
 @dataclass(frozen=True)
@@ -44,14 +52,6 @@ def clean_text(text: object) -> str:
     return text.replace("\r\n", "\n")
 
 
-def clean_model(model: object, *, default: str) -> str:
-    if model is None or model == "":
-        return default
-    if not isinstance(model, str) or len(model) > 200 or not model.strip():
-        raise ValidationError("Choose a model from the list.")
-    return model.strip()
-
-
 def clean_client_id(client_id: object) -> uuid.UUID | None:
     if client_id in (None, ""):
         return None
@@ -70,19 +70,38 @@ def lease_until() -> datetime:
     return timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
 
 
-def conversation_start(*, user: AbstractBaseUser, text: str, model: str, worker: str) -> PostedTurn:
+def conversation_start(
+    *, user: AbstractBaseUser, text: str, model: str, worker: str, provider_id: int | None = None
+) -> PostedTurn:
     """Create a conversation with its first message and the reply row, in one transaction."""
     with transaction.atomic():
-        conversation = Conversation.objects.create(owner=user, title=title_from(text), model=model)
-        return _add_turn(conversation, parent_id=None, text=text, model=model, client_id=None, worker=worker)
+        conversation = Conversation.objects.create(
+            owner=user, title=title_from(text), model=model, provider_id=provider_id
+        )
+        return _add_turn(
+            conversation,
+            parent_id=None,
+            text=text,
+            model=model,
+            provider_id=provider_id,
+            client_id=None,
+            worker=worker,
+        )
 
 
 def message_post(
-    *, conversation: Conversation, text: str, model: str, worker: str, client_id: uuid.UUID | None = None
+    *,
+    conversation: Conversation,
+    text: str,
+    model: str,
+    worker: str,
+    client_id: uuid.UUID | None = None,
+    provider_id: int | Current | None = Current.PROVIDER,
 ) -> PostedTurn:
     """Store the user's message after the branch on screen, and an empty ``streaming`` reply.
 
     Idempotent per ``client_id``; refused while another reply of the conversation is streaming.
+    The model and provider become the conversation's choice for its next replies.
     """
     if client_id is not None:
         existing = _existing_turn(conversation, client_id)
@@ -96,6 +115,7 @@ def message_post(
                 parent_id=locked.current_leaf_id,
                 text=text,
                 model=model,
+                provider_id=locked.provider_id if provider_id is Current.PROVIDER else provider_id,
                 client_id=client_id,
                 worker=worker,
             )
@@ -108,28 +128,53 @@ def message_post(
 
 
 def reply_regenerate(
-    *, conversation: Conversation, message_id: object, model: str, worker: str
+    *,
+    conversation: Conversation,
+    message_id: object,
+    model: str,
+    worker: str,
+    provider_id: int | Current | None = Current.PROVIDER,
 ) -> PostedTurn:
-    """Write a new version of an assistant reply; the earlier versions are kept as its siblings."""
+    """Write a new version of an assistant reply; the earlier versions are kept as its siblings.
+
+    An empty ``model`` means the conversation's current provider and model.
+    """
     with transaction.atomic():
         locked = _lock_idle(conversation)
         original = _message_in(locked, message_id, role=Message.Role.ASSISTANT)
-        model = model or locked.model
-        reply = _new_reply(locked, parent_id=original.parent_id, model=model, worker=worker)
+        model, provider_id = _choice(locked, model, provider_id)
+        reply = _new_reply(
+            locked, parent_id=original.parent_id, model=model, provider_id=provider_id, worker=worker
+        )
         version = _move_leaf(locked, reply, model=model)
         return PostedTurn(user_message=None, reply=reply, created=True, version=version, forked=True)
 
 
 def message_edit(
-    *, conversation: Conversation, message_id: object, text: str, model: str, worker: str
+    *,
+    conversation: Conversation,
+    message_id: object,
+    text: str,
+    model: str,
+    worker: str,
+    provider_id: int | Current | None = Current.PROVIDER,
 ) -> PostedTurn:
-    """Send an edited copy of a user message as a new branch; the original stays as a version."""
+    """Send an edited copy of a user message as a new branch; the original stays as a version.
+
+    An empty ``model`` means the conversation's current provider and model.
+    """
     with transaction.atomic():
         locked = _lock_idle(conversation)
         original = _message_in(locked, message_id, role=Message.Role.USER)
-        model = model or locked.model
+        model, provider_id = _choice(locked, model, provider_id)
         turn = _add_turn(
-            locked, parent_id=original.parent_id, text=text, model=model, client_id=None, worker=worker
+            locked,
+            parent_id=original.parent_id,
+            text=text,
+            model=model,
+            provider_id=provider_id,
+            client_id=None,
+            worker=worker,
         )
         return PostedTurn(
             user_message=turn.user_message, reply=turn.reply, created=True, version=turn.version, forked=True
@@ -145,6 +190,96 @@ def branch_switch(*, conversation: Conversation, message_id: object) -> int:
         locked.version += 1
         Conversation.objects.filter(pk=locked.pk).update(current_leaf_id=leaf_id, version=locked.version)
         return locked.version
+
+
+TEMPERATURE_ERROR = "Temperature must be a number from 0 to 2."
+MAX_TOKENS_ERROR = "Max tokens must be a whole number of at least 1."
+MAX_TOKENS_LIMIT = 2_147_483_647  # what every supported database stores in the column
+
+
+def clean_temperature(value: object) -> float | None:
+    """None (or empty): the model's own default."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValidationError(TEMPERATURE_ERROR)
+    try:
+        temperature = float(value)
+    except ValueError:
+        raise ValidationError(TEMPERATURE_ERROR) from None
+    if not math.isfinite(temperature) or not 0 <= temperature <= 2:
+        raise ValidationError(TEMPERATURE_ERROR)
+    return temperature
+
+
+def clean_max_tokens(value: object) -> int | None:
+    """None (or empty): no limit is sent."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValidationError(MAX_TOKENS_ERROR)
+    if isinstance(value, float) and not value.is_integer():
+        raise ValidationError(MAX_TOKENS_ERROR)
+    try:
+        max_tokens = int(value)
+    except (ValueError, OverflowError):
+        raise ValidationError(MAX_TOKENS_ERROR) from None
+    if max_tokens < 1:
+        raise ValidationError(MAX_TOKENS_ERROR)
+    if max_tokens > MAX_TOKENS_LIMIT:
+        raise ValidationError(f"Max tokens can be at most {MAX_TOKENS_LIMIT:,}.")
+    return max_tokens
+
+
+def clean_system_prompt(value: object) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError("The system prompt must be text.")
+    if len(value) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise ValidationError(
+            f"The system prompt is too long ({len(value):,} characters; the limit is "
+            f"{settings.CHAT_MAX_MESSAGE_CHARS:,})."
+        )
+    return value.replace("\r\n", "\n")
+
+
+def conversation_settings_update(
+    *, conversation: Conversation, system_prompt: object, temperature: object, max_tokens: object
+) -> Conversation:
+    """Store the conversation's options for its next replies, or raise ``ValidationError`` per field.
+
+    A prompt equal to the site's default is stored as None, so it keeps following the default
+    when that changes; an empty prompt means none at all.
+    """
+    cleaned: dict[str, object] = {}
+    errors: dict[str, ValidationError] = {}
+    for name, clean, value in (
+        ("system_prompt", clean_system_prompt, system_prompt),
+        ("temperature", clean_temperature, temperature),
+        ("max_tokens", clean_max_tokens, max_tokens),
+    ):
+        try:
+            cleaned[name] = clean(value)
+        except ValidationError as exc:
+            errors[name] = exc
+    if errors:
+        raise ValidationError(errors)
+    if cleaned["system_prompt"] == settings.CHAT_SYSTEM_PROMPT.replace("\r\n", "\n"):
+        cleaned["system_prompt"] = None
+    Conversation.objects.filter(pk=conversation.pk).update(**cleaned)
+    for name, value in cleaned.items():
+        setattr(conversation, name, value)
+    return conversation
+
+
+def _choice(
+    conversation: Conversation, model: str, provider_id: int | Current | None
+) -> tuple[str, int | None]:
+    """The model and provider of a new reply: those given, or the conversation's (locked, so current)."""
+    if not model:
+        return conversation.model, conversation.provider_id
+    return model, conversation.provider_id if provider_id is Current.PROVIDER else provider_id
 
 
 def _lock_idle(conversation: Conversation) -> Conversation:
@@ -171,6 +306,7 @@ def _add_turn(
     parent_id: int | None,
     text: str,
     model: str,
+    provider_id: int | None,
     client_id: uuid.UUID | None,
     worker: str,
 ) -> PostedTurn:
@@ -181,18 +317,23 @@ def _add_turn(
         content=text,
         client_id=client_id,
     )
-    reply = _new_reply(conversation, parent_id=user_message.pk, model=model, worker=worker)
+    reply = _new_reply(
+        conversation, parent_id=user_message.pk, model=model, provider_id=provider_id, worker=worker
+    )
     version = _move_leaf(conversation, reply, model=model, title=text)
     return PostedTurn(user_message=user_message, reply=reply, created=True, version=version)
 
 
-def _new_reply(conversation: Conversation, *, parent_id: int | None, model: str, worker: str) -> Message:
+def _new_reply(
+    conversation: Conversation, *, parent_id: int | None, model: str, provider_id: int | None, worker: str
+) -> Message:
     return Message.objects.create(
         conversation=conversation,
         parent_id=parent_id,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         model=model,
+        provider_id=provider_id,
         worker=worker,
         lease_expires_at=lease_until(),
     )
@@ -203,6 +344,7 @@ def _move_leaf(conversation: Conversation, reply: Message, *, model: str, title:
     fields = {
         "current_leaf_id": reply.pk,
         "model": model,
+        "provider_id": reply.provider_id,
         "version": conversation.version,
         "updated_at": timezone.now(),
     }

@@ -11,9 +11,26 @@ after ``?`` in the model name (``demo?tokens=20&tps=200&fault=status-429``) or a
 top-level ``"simulator": {...}`` object in the JSON body, so that tests driving the
 app (which only controls the model name) can pick a fault.
 
-Faults (combine with ``+``): ``status-<code>``, ``html-status-<code>``, ``not-sse``,
-``cut-off-after-<n>``, ``stall-after-<n>``, ``no-done``, ``split-bytes``, ``crlf``,
-``cr``, ``comments``, ``error-event-after-<n>``, ``slow-first-<ms>``.
+Faults (combine with ``+``):
+
+- answers instead of a stream: ``status-<code>``, ``status-400-context``, ``html-status-<code>``,
+  ``detail-status-<code>`` (FastAPI ``{"detail": ...}``), ``text-status-<code>`` (a proxy's plain
+  text), ``not-sse``, ``reject-stream-options`` (400 when the body has ``stream_options``);
+- retries: ``flaky-<code>-<n>`` (the first n requests with this exact model string get the status),
+  ``flaky-drop-<n>`` (... get the connection closed without an answer);
+- the stream ending early, after n content tokens: ``cut-off-after-<n>``, ``stall-after-<n>``,
+  ``error-event-after-<n>``, ``stream-error-<shape>-after-<n>`` (shapes in ``STREAM_ERROR_SHAPES``),
+  ``event-error-after-<n>`` (``event: error``), ``error-field-after-<n>`` (an ``error:`` line);
+- the stream's content: ``reasoning-<n>`` (``delta.reasoning_content``), ``reasoning-field-<n>``
+  (``delta.reasoning``), ``think-<n>`` (a ``<think>`` block, tags split across chunks),
+  ``not-json-<n>`` and ``bad-utf8-<n>`` (one broken event after n content tokens, then the rest),
+  ``finish-length``, ``finish-content-filter``, ``no-usage``, ``usage-null-choices``, ``no-done``;
+- the wire: ``split-bytes``, ``crlf``, ``cr``, ``comments``, ``slow-first-<ms>`` (headers at once,
+  first token late), ``slow-headers-<ms>`` (nothing at all until then).
+
+Options besides ``fault``: ``tokens``, ``tps``, ``retry_after`` (the ``Retry-After`` value on 429
+and 503 answers, default ``7`` on 429) and ``retry_after_ms`` (a ``retry-after-ms`` header, which
+then replaces the default ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -28,17 +45,26 @@ import math
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
 __all__ = [
+    "BAD_UTF8_BYTES",
+    "BAD_UTF8_TEXT_DECODED",
     "FAULT_NAMES",
+    "NOT_JSON_DATA",
+    "STREAM_ERROR_MESSAGES",
+    "STREAM_ERROR_PAYLOADS",
+    "STREAM_ERROR_SHAPES",
     "Simulator",
     "SimulatorConfig",
     "SimulatorStats",
     "SimulatorThread",
+    "reasoning_text",
+    "reasoning_tokens",
     "reply_text",
     "reply_tokens",
     "start_simulator",
@@ -56,18 +82,86 @@ _MODEL_CREATED = 1_700_000_000
 
 FAULT_NAMES = (
     "status-<code>",
+    "status-400-context",
     "html-status-<code>",
+    "detail-status-<code>",
+    "text-status-<code>",
     "not-sse",
+    "reject-stream-options",
+    "flaky-<code>-<n>",
+    "flaky-drop-<n>",
     "cut-off-after-<n>",
     "stall-after-<n>",
+    "error-event-after-<n>",
+    "stream-error-<shape>-after-<n>",
+    "event-error-after-<n>",
+    "error-field-after-<n>",
+    "reasoning-<n>",
+    "reasoning-field-<n>",
+    "think-<n>",
+    "not-json-<n>",
+    "bad-utf8-<n>",
+    "finish-length",
+    "finish-content-filter",
+    "no-usage",
+    "usage-null-choices",
     "no-done",
     "split-bytes",
     "crlf",
     "cr",
     "comments",
-    "error-event-after-<n>",
     "slow-first-<ms>",
+    "slow-headers-<ms>",
 )
+FLAKY_STATUSES = (429, 500, 502, 503, 504)
+
+# In-stream errors as each kind of server sends them; the wire carries them with json.dumps' default
+# separators, exactly as written here. "event-error" is the data of an ``event: error`` event and
+# "error-field" the text of a bare ``error:`` line.
+STREAM_ERROR_MESSAGES = {
+    "openai": "The server had an error while processing your request.",
+    "vllm": "The model crashed while generating.",
+    "vllm2": "The model crashed while generating.",
+    "litellm": "litellm.APIConnectionError: Connection reset by peer",
+    "llamacpp": "Context size has been exceeded.",
+    "string": "Upstream overloaded",
+    "event-error": "Model overloaded, try later",
+    "error-field": "Model overloaded",
+}
+_VLLM_ERROR = {
+    "object": "error",
+    "message": STREAM_ERROR_MESSAGES["vllm"],
+    "type": "InternalServerError",
+    "param": None,
+    "code": 500,
+}
+STREAM_ERROR_PAYLOADS: dict[str, dict[str, Any]] = {
+    "openai": {
+        "error": {
+            "message": STREAM_ERROR_MESSAGES["openai"],
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    },
+    "vllm": _VLLM_ERROR,  # top level: older vLLM
+    "vllm2": {"error": _VLLM_ERROR},
+    "litellm": {
+        "error": {"message": STREAM_ERROR_MESSAGES["litellm"], "type": None, "param": None, "code": "500"}
+    },
+    "llamacpp": {
+        "error": {"code": 500, "message": STREAM_ERROR_MESSAGES["llamacpp"], "type": "server_error"}
+    },
+    "string": {"error": STREAM_ERROR_MESSAGES["string"]},
+    "event-error": {"message": STREAM_ERROR_MESSAGES["event-error"]},
+}
+STREAM_ERROR_SHAPES = ("openai", "vllm", "vllm2", "litellm", "llamacpp", "string")
+
+# ``not-json-<n>``: a JSON object cut short, as a proxy that truncates an event would leave it.
+NOT_JSON_DATA = '{"choices": [{"delta": {"content": "unterminated'
+# ``bad-utf8-<n>``: extra content whose JSON string holds raw bytes that are not UTF-8.
+BAD_UTF8_BYTES = b"ok\xff\xfe!"
+BAD_UTF8_TEXT_DECODED = BAD_UTF8_BYTES.decode("utf-8", errors="replace")  # "ok\ufffd\ufffd!"
 
 
 @dataclass(frozen=True)
@@ -97,6 +191,7 @@ class SimulatorStats:
     streams_started: int = 0
     streams_completed: int = 0
     streams_aborted: int = 0
+    rejected_stream_options: int = 0  # 400s from ``reject-stream-options``
     last_chat_body: dict[str, Any] | None = None
     last_headers: dict[str, str] = field(default_factory=dict)
 
@@ -164,6 +259,49 @@ def reply_text(messages: list[dict], count: int) -> str:
     return "".join(reply_tokens(messages, count))
 
 
+_REASONING = (
+    "Let me think about this. No language model is connected, so these thoughts are the simulator's "
+    "stand-in: a fixed passage streamed before the answer, so the app can show thinking apart from the "
+    "reply — and prove that it does."
+)
+_REASONING_TOKENS = tuple(_TOKEN_RE.findall(_REASONING))
+_REASONING_AGAIN = tuple(_TOKEN_RE.findall(" " + _REASONING))
+
+
+def reasoning_tokens(count: int) -> list[str]:
+    """The reasoning streamed by ``reasoning-<n>``, ``reasoning-field-<n>`` and ``think-<n>``, as n pieces.
+
+    Deterministic and independent of the messages, so tests can compare what a client collected
+    as "thinking"; the dash puts multi-byte UTF-8 in it too.
+    """
+    if count <= 0:
+        return []
+    tokens = list(_REASONING_TOKENS[:count])
+    again = itertools.cycle(_REASONING_AGAIN)
+    while len(tokens) < count:
+        tokens.append(next(again))
+    return tokens
+
+
+def reasoning_text(count: int) -> str:
+    """The text that ``reasoning_tokens`` streams, for comparing with what a client assembled."""
+    return "".join(reasoning_tokens(count))
+
+
+def _think_pieces(count: int) -> list[str]:
+    """``<think>``, the reasoning, ``</think>`` and a blank line, with both tags cut across chunks.
+
+    A client that looks for a whole tag in one chunk misses them; one that buffers finds them.
+    """
+    reasoning = reasoning_tokens(count)
+    if not reasoning:
+        return ["<thi", "nk></th", "ink>\n\n"]
+    pieces = ["<thi", "nk>" + reasoning[0], *reasoning[1:]]
+    pieces[-1] += "</th"
+    pieces.append("ink>\n\n")
+    return pieces
+
+
 def _prompt_tokens(messages: list[dict]) -> int:
     return sum(len(_content_text(m.get("content")).split()) for m in messages if isinstance(m, dict))
 
@@ -183,6 +321,8 @@ class _HttpError(Exception):
         code: str | int | None = None,
         close: bool = False,
         headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        content_type: str = "application/json",
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -191,6 +331,8 @@ class _HttpError(Exception):
         self.code = code
         self.close = close
         self.headers = headers or {}
+        self.body = body  # sent as is instead of the OpenAI-style error, for other servers' shapes
+        self.content_type = content_type
 
 
 @dataclass
@@ -198,21 +340,40 @@ class _Plan:
     tokens: int
     tps: float
     status: int | None = None
+    context_length: bool = False  # with status 400: OpenAI's "maximum context length" answer
     html_status: int | None = None
+    detail_status: int | None = None
+    text_status: int | None = None
     not_sse: bool = False
+    reject_stream_options: bool = False
+    flaky_status: tuple[int, int] | None = None  # (status, how many requests get it)
+    flaky_drop: int | None = None
+    retry_after: str | None = None
+    retry_after_ms: str | None = None
     cut_off_after: int | None = None
     stall_after: int | None = None
     error_after: int | None = None
+    stream_error: tuple[int, str] | None = None  # (after n tokens, key of STREAM_ERROR_MESSAGES)
+    reasoning_key: str = "reasoning_content"
+    reasoning: int = 0
+    think: int | None = None
+    not_json_after: int | None = None
+    bad_utf8_after: int | None = None
+    finish_reason: str = "stop"
+    no_usage: bool = False
+    usage_null_choices: bool = False
     no_done: bool = False
     split_bytes: bool = False
     newline: str = "\n"
     comments: bool = False
     slow_first_ms: int = 0
+    slow_headers_ms: int = 0
 
     def early_end(self) -> tuple[int, str] | None:
-        """(content tokens to send, "cut-off" | "stall" | "error") when a fault ends the stream early.
+        """(content tokens to send, how it ends) when a fault ends the stream early.
 
-        The smallest count wins; on a tie cut-off beats stall beats the error event.
+        The end is "cut-off", "stall", "error" (``error-event-after``) or "stream-error" (the others).
+        The smallest count wins; on a tie cut-off beats stall beats the error event beats the rest.
         """
         candidates = [
             (n, kind)
@@ -220,15 +381,45 @@ class _Plan:
                 (self.cut_off_after, "cut-off"),
                 (self.stall_after, "stall"),
                 (self.error_after, "error"),
+                (self.stream_error[0] if self.stream_error else None, "stream-error"),
             )
             if n is not None
         ]
         return min(candidates, key=lambda item: item[0]) if candidates else None
 
 
+_FAULT_FLAGS = {
+    "not-sse": ("not_sse", True),
+    "reject-stream-options": ("reject_stream_options", True),
+    "no-done": ("no_done", True),
+    "split-bytes": ("split_bytes", True),
+    "crlf": ("newline", "\r\n"),
+    "cr": ("newline", "\r"),
+    "comments": ("comments", True),
+    "finish-length": ("finish_reason", "length"),
+    "finish-content-filter": ("finish_reason", "content_filter"),
+    "no-usage": ("no_usage", True),
+    "usage-null-choices": ("usage_null_choices", True),
+}
 _FAULT_WITH_NUMBER = re.compile(
-    r"(status|html-status|cut-off-after|stall-after|error-event-after|slow-first)-(\d{1,9})"
+    r"(?P<kind>status|html-status|detail-status|text-status|cut-off-after|stall-after|error-event-after"
+    r"|event-error-after|error-field-after|stream-error-(?P<shape>[a-z0-9]+)-after|reasoning|reasoning-field"
+    r"|think|not-json|bad-utf8|flaky-(?P<flaky>drop|\d{1,3})|slow-first|slow-headers)-(?P<number>\d{1,9})"
 )
+# Faults whose number is simply stored on the plan.
+_NUMBER_FIELDS = {
+    "cut-off-after": "cut_off_after",
+    "stall-after": "stall_after",
+    "error-event-after": "error_after",
+    "not-json": "not_json_after",
+    "bad-utf8": "bad_utf8_after",
+    "think": "think",
+    "slow-first": "slow_first_ms",
+    "slow-headers": "slow_headers_ms",
+    "html-status": "html_status",
+    "detail-status": "detail_status",
+    "text-status": "text_status",
+}
 
 
 def _unknown_fault(name: str) -> _HttpError:
@@ -239,37 +430,53 @@ def _apply_faults(plan: _Plan, spec: str) -> None:
     for name in re.split(r"[+\s]+", spec.strip()):
         if not name:
             continue
-        if name == "not-sse":
-            plan.not_sse = True
-        elif name == "no-done":
-            plan.no_done = True
-        elif name == "split-bytes":
-            plan.split_bytes = True
-        elif name == "crlf":
-            plan.newline = "\r\n"
-        elif name == "cr":
-            plan.newline = "\r"
-        elif name == "comments":
-            plan.comments = True
+        if name in _FAULT_FLAGS:
+            setattr(plan, *_FAULT_FLAGS[name])
+        elif name == "status-400-context":
+            plan.status, plan.context_length = 400, True
         elif match := _FAULT_WITH_NUMBER.fullmatch(name):
-            kind, number = match.group(1), int(match.group(2))
-            if kind in {"status", "html-status"}:
-                if not 400 <= number <= 599:
-                    raise _HttpError(400, f"Simulator fault {name!r} needs a status code from 400 to 599.")
-                if kind == "status":
-                    plan.status = number
-                else:
-                    plan.html_status = number
-            elif kind == "cut-off-after":
-                plan.cut_off_after = number
-            elif kind == "stall-after":
-                plan.stall_after = number
-            elif kind == "error-event-after":
-                plan.error_after = number
-            else:
-                plan.slow_first_ms = number
+            _apply_numbered_fault(plan, name, match)
         else:
             raise _unknown_fault(name)
+
+
+def _apply_numbered_fault(plan: _Plan, name: str, match: re.Match[str]) -> None:
+    kind, number = match.group("kind"), int(match.group("number"))
+    if kind.endswith("status") and not 400 <= number <= 599:
+        raise _HttpError(400, f"Simulator fault {name!r} needs a status code from 400 to 599.")
+    if kind in {"reasoning", "reasoning-field", "think"} and number > MAX_REPLY_TOKENS:
+        raise _HttpError(400, f"Simulator fault {name!r} allows at most {MAX_REPLY_TOKENS} tokens.")
+    if kind in _NUMBER_FIELDS:
+        setattr(plan, _NUMBER_FIELDS[kind], number)
+    elif kind == "status":
+        plan.status, plan.context_length = number, False
+    elif kind in {"reasoning", "reasoning-field"}:
+        plan.reasoning = number
+        plan.reasoning_key = "reasoning_content" if kind == "reasoning" else "reasoning"
+    elif kind == "event-error-after":
+        plan.stream_error = (number, "event-error")
+    elif kind == "error-field-after":
+        plan.stream_error = (number, "error-field")
+    elif match.group("shape") is not None:
+        shape = match.group("shape")
+        if shape not in STREAM_ERROR_SHAPES:
+            raise _HttpError(
+                400,
+                f"Simulator fault {name!r} has an unknown shape {shape!r}; "
+                f"one of: {', '.join(STREAM_ERROR_SHAPES)}.",
+            )
+        plan.stream_error = (number, shape)
+    elif match.group("flaky") == "drop":
+        plan.flaky_drop = number
+    else:
+        status = int(match.group("flaky"))
+        if status not in FLAKY_STATUSES:
+            raise _HttpError(
+                400,
+                f"Simulator fault {name!r} needs one of the statuses "
+                f"{', '.join(map(str, FLAKY_STATUSES))}, or 'drop'.",
+            )
+        plan.flaky_status = (status, number)
 
 
 def _as_int(key: str, value: Any) -> int:
@@ -297,6 +504,17 @@ def _as_float(key: str, value: Any) -> float:
     return number
 
 
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*")
+
+
+def _as_header_value(key: str, value: Any) -> str:
+    """A retry option goes out verbatim (seconds, an HTTP date, even nonsense), but never breaks the head."""
+    text = str(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
+    if not _HEADER_VALUE.fullmatch(text):
+        raise _HttpError(400, f"Simulator option {key!r} must be printable ASCII text or a number.")
+    return text.strip()
+
+
 def _plan_for(config: SimulatorConfig, model: str, overrides: Any) -> _Plan:
     """Server config, then options after ``?`` in the model name, then the body's ``simulator`` object."""
     options: dict[str, Any] = {}
@@ -314,6 +532,10 @@ def _plan_for(config: SimulatorConfig, model: str, overrides: Any) -> _Plan:
         plan.tokens = _as_int("tokens", options["tokens"])
     if "tps" in options:
         plan.tps = _as_float("tps", options["tps"])
+    if "retry_after" in options:
+        plan.retry_after = _as_header_value("retry_after", options["retry_after"])
+    if "retry_after_ms" in options:
+        plan.retry_after_ms = _as_header_value("retry_after_ms", options["retry_after_ms"])
     fault = options.get("fault", config.fault)
     if not isinstance(fault, str):
         raise _HttpError(400, "Simulator option 'fault' must be a string.")
@@ -344,6 +566,48 @@ def _status_error(status: int, model: str) -> _HttpError:
     return _HttpError(status, message, error_type=type_, code=code, headers=headers)
 
 
+def _retry_status_error(status: int, model: str, plan: _Plan) -> _HttpError:
+    """``_status_error`` with the plan's ``retry_after`` / ``retry_after_ms`` on a 429 or 503."""
+    error = _status_error(status, model)
+    if status in {429, 503}:
+        if plan.retry_after_ms is not None:
+            error.headers.pop("Retry-After", None)
+            error.headers["retry-after-ms"] = plan.retry_after_ms
+        if plan.retry_after is not None:
+            error.headers["Retry-After"] = plan.retry_after
+    return error
+
+
+_CONTEXT_LENGTH_MESSAGE = (
+    "This model's maximum context length is 8192 tokens. However, your messages resulted in 9001 tokens. "
+    "Please reduce the length of the messages."
+)
+_PROXY_TEXT = "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+_STREAM_OPTIONS_REJECTED = "Unrecognized request argument supplied: stream_options"
+
+
+def _answer_error(plan: _Plan, model: str) -> _HttpError | None:
+    """The error status a plan answers with instead of a completion, if any; the first that applies wins."""
+    if plan.status == 400 and plan.context_length:
+        body = _openai_error(
+            _CONTEXT_LENGTH_MESSAGE, "invalid_request_error", "messages", "context_length_exceeded"
+        )
+        return _HttpError(400, _CONTEXT_LENGTH_MESSAGE, body=body)
+    if plan.status is not None:
+        return _retry_status_error(plan.status, model, plan)
+    if plan.html_status is not None:
+        code = plan.html_status
+        page = _HTML_PAGE.format(code=code, reason=_reason(code))
+        return _HttpError(code, page, body=page.encode(), content_type="text/html")
+    if plan.detail_status is not None:
+        code = plan.detail_status
+        detail = "Invalid model parameters." if code < 500 else "Model is loading, please retry."
+        return _HttpError(code, detail, body=_json({"detail": detail}))
+    if plan.text_status is not None:
+        return _HttpError(plan.text_status, _PROXY_TEXT, body=_PROXY_TEXT.encode(), content_type="text/plain")
+    return None
+
+
 # --- Wire helpers ------------------------------------------------------------------------------------
 
 
@@ -361,6 +625,11 @@ def _json(value: Any) -> bytes:
 
 def _error_body(message: str, type_: str, code: str | int | None) -> bytes:
     return _json({"error": {"message": message, "type": type_, "code": code}})
+
+
+def _openai_error(message: str, type_: str, param: str | None, code: str | None) -> bytes:
+    """The full OpenAI error object, ``param`` included, for answers copied from the real API."""
+    return _json({"error": {"message": message, "type": type_, "param": param, "code": code}})
 
 
 def _head(status: int, headers: dict[str, str]) -> bytes:
@@ -532,25 +801,33 @@ class _Events:
     """Formats SSE events with the plan's line ends and, for ``comments``, noise a client must ignore."""
 
     def __init__(self, newline: str, comments: bool) -> None:
-        self.newline = newline
+        self.newline = newline.encode()
         self.comments = comments
         self.count = 0
 
-    def __call__(self, data: str) -> bytes:
-        nl = self.newline
+    def __call__(self, data: str | bytes, *, name: str | None = None) -> bytes:
+        """One event; bytes ``data`` go out as they are, even when they are not UTF-8."""
+        payload = data.encode() if isinstance(data, str) else data
+        named = [f"event: {name}".encode()] if name else []
         self.count += 1
         if not self.comments:
-            return f"data: {data}{nl}{nl}".encode()
+            return self.newline.join([*named, b"data: " + payload, b"", b""])
         lines = []
         if self.count % 3 == 1:
-            lines += [": keep-alive", ""]  # a comment-only block: dispatches nothing
+            lines += [b": keep-alive", b""]  # a comment-only block: dispatches nothing
         if self.count == 1:
-            lines.append("retry: 3000")
-        lines.append(f"id: {self.count}")
-        if self.count % 2 == 0:
-            lines.append("event: message")
-        lines += [": the simulator says hello", f"data: {data}", "", ""]
-        return nl.join(lines).encode()
+            lines.append(b"retry: 3000")
+        lines.append(b"id: %d" % self.count)
+        if named:
+            lines += named
+        elif self.count % 2 == 0:
+            lines.append(b"event: message")
+        lines += [b": the simulator says hello", b"data: " + payload, b"", b""]
+        return self.newline.join(lines)
+
+    def bare_line(self, line: str) -> bytes:
+        """A line outside the SSE spec (``error: ...``) and the blank line that ends its block."""
+        return line.encode() + self.newline * 2
 
 
 # --- The server --------------------------------------------------------------------------------------
@@ -567,6 +844,7 @@ class Simulator:
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
+        self._flaky_attempts: dict[str, int] = {}  # model string -> requests seen with a flaky-* fault
         self._closed = False
 
     @property
@@ -647,11 +925,13 @@ class Simulator:
         await writer.drain()
 
     async def _send_error(self, writer: asyncio.StreamWriter, error: _HttpError, *, keep_alive: bool) -> None:
-        body = _error_body(error.message, error.error_type, error.code)
+        body = (
+            error.body if error.body is not None else _error_body(error.message, error.error_type, error.code)
+        )
         await self._send(
             writer,
             error.status,
-            "application/json",
+            error.content_type,
             body,
             keep_alive=keep_alive and not error.close,
             **error.headers,
@@ -729,26 +1009,41 @@ class Simulator:
             raise _HttpError(400, "'messages' must be a non-empty array of message objects.")
         plan = _plan_for(self.config, model, body.get("simulator"))
         base_model = model.partition("?")[0]
-        writer = conn.writer
-        if plan.status is not None:
-            raise _status_error(plan.status, base_model)
-        if plan.html_status is not None:
-            code = plan.html_status
-            page = _HTML_PAGE.format(code=code, reason=_reason(code)).encode()
-            await self._send(writer, code, "text/html", page, keep_alive=keep_alive)
-            return keep_alive
+        # A proxy in front of the model fails first, before the headers' delay and the model's own checks.
+        flaky_status: int | None = None
+        if plan.flaky_drop is not None or plan.flaky_status is not None:
+            attempt = self._flaky_attempts[model] = self._flaky_attempts.get(model, 0) + 1
+            if plan.flaky_drop is not None and attempt <= plan.flaky_drop:
+                return False  # closed without a byte of answer
+            if plan.flaky_status is not None and attempt <= plan.flaky_status[1]:
+                flaky_status = plan.flaky_status[0]
+        if plan.slow_headers_ms and not await self._hold_headers(conn, plan.slow_headers_ms / 1000):
+            return False
+        if flaky_status is not None:
+            raise _retry_status_error(flaky_status, base_model, plan)
+        if plan.reject_stream_options and "stream_options" in body:  # as older servers and proxies do
+            self.stats.rejected_stream_options += 1
+            error_body = _openai_error(
+                _STREAM_OPTIONS_REJECTED, "invalid_request_error", "stream_options", None
+            )
+            raise _HttpError(400, _STREAM_OPTIONS_REJECTED, body=error_body)
+        if error := _answer_error(plan, base_model):
+            raise error
         if plan.not_sse:
             await self._send(
-                writer, 200, "text/html; charset=utf-8", _PORTAL_PAGE.encode(), keep_alive=keep_alive
+                conn.writer, 200, "text/html; charset=utf-8", _PORTAL_PAGE.encode(), keep_alive=keep_alive
             )
             return keep_alive
         tokens = reply_tokens(messages, plan.tokens)
         completion_id = f"chatcmpl-sim-{next(self._ids)}"
-        usage = {
+        thinking = plan.reasoning + (plan.think or 0)
+        usage: dict[str, Any] = {
             "prompt_tokens": _prompt_tokens(messages),
-            "completion_tokens": len(tokens),
-            "total_tokens": _prompt_tokens(messages) + len(tokens),
+            "completion_tokens": len(tokens) + thinking,
+            "total_tokens": _prompt_tokens(messages) + len(tokens) + thinking,
         }
+        if thinking:
+            usage["completion_tokens_details"] = {"reasoning_tokens": thinking}
         if body.get("stream"):
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -756,6 +1051,16 @@ class Simulator:
                 conn, request, keep_alive, plan, model, completion_id, tokens, usage, include_usage
             )
         return await self._complete(conn, keep_alive, plan, model, completion_id, tokens, usage)
+
+    async def _hold_headers(self, conn: _Connection, delay: float) -> bool:
+        """Wait before answering at all (``slow-headers``); False when the client left meanwhile."""
+        watcher = asyncio.create_task(conn.watch())
+        try:
+            await asyncio.wait({watcher}, timeout=delay)
+            return not watcher.done()
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
 
     async def _complete(
         self,
@@ -765,29 +1070,35 @@ class Simulator:
         model: str,
         completion_id: str,
         tokens: list[str],
-        usage: dict[str, int],
+        usage: dict[str, Any],
     ) -> bool:
-        """A non-streaming answer; stream-shaped faults map to their nearest whole-response equivalent."""
+        """A non-streaming answer; stream-shaped faults map to their nearest whole-response equivalent.
+
+        ``not-json``, ``bad-utf8`` and ``usage-null-choices`` have none and change nothing here.
+        """
         if plan.slow_first_ms:
             await asyncio.sleep(plan.slow_first_ms / 1000)
         if plan.error_after is not None:
             raise _HttpError(500, "The model crashed.", error_type="server_error", code=500)
-        body = _json(
-            {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "".join(tokens)},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": usage,
-            }
-        )
+        if plan.stream_error is not None:
+            message = STREAM_ERROR_MESSAGES[plan.stream_error[1]]
+            raise _HttpError(500, message, error_type="server_error", code=500)
+        content = "".join(tokens)
+        if plan.think is not None:
+            content = f"<think>{reasoning_text(plan.think)}</think>\n\n{content}"
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if plan.reasoning:
+            message[plan.reasoning_key] = reasoning_text(plan.reasoning)
+        completion: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": plan.finish_reason}],
+        }
+        if not plan.no_usage:
+            completion["usage"] = usage
+        body = _json(completion)
         if plan.cut_off_after is None and plan.stall_after is None:
             headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
             headers["Connection"] = "keep-alive" if keep_alive else "close"
@@ -816,7 +1127,7 @@ class Simulator:
         model: str,
         completion_id: str,
         tokens: list[str],
-        usage: dict[str, int],
+        usage: dict[str, Any],
         include_usage: bool,
     ) -> bool:
         chunked = request.version == "1.1"  # an HTTP/1.0 client gets the body delimited by the close
@@ -852,7 +1163,7 @@ class Simulator:
         model: str,
         completion_id: str,
         tokens: list[str],
-        usage: dict[str, int],
+        usage: dict[str, Any],
         include_usage: bool,
         chunked: bool,
     ) -> str:
@@ -862,7 +1173,7 @@ class Simulator:
         prefix = (
             f'{{"id":"{completion_id}","object":"chat.completion.chunk","created":{int(time.time())},'
             f'"model":{json.dumps(model, ensure_ascii=False)},"choices":'
-        )
+        ).encode()
         early = plan.early_end()
         # An empty reply still sends one chunk announcing the assistant role.
         content = tokens[: early[0]] if early is not None else tokens or [""]
@@ -877,16 +1188,16 @@ class Simulator:
                 await asyncio.sleep(delay)
             return not watcher.done() and not conn.writer.is_closing()
 
-        for index, token in enumerate(content):
-            # Scheduled from one start time, so sleep() overshoot does not accumulate at high rates.
-            if not await client_still_there(start + index / plan.tps if plan.tps > 0 else start):
-                return "aborted"
-            if plan.tps <= 0 and index % 32 == 31:
-                await asyncio.sleep(0)  # as fast as possible, but fair to the other connections
-            delta = {"role": "assistant", "content": token} if index == 0 else {"content": token}
-            await wire.send(
-                event(prefix + _json([{"index": 0, "delta": delta, "finish_reason": None}]).decode() + "}")
-            )
+        paced = 0
+        for data, is_token in _reply_events(plan, prefix, content, event):
+            if is_token:
+                # Scheduled from one start time, so sleep() overshoot does not accumulate at high rates.
+                if not await client_still_there(start + paced / plan.tps if plan.tps > 0 else start):
+                    return "aborted"
+                if plan.tps <= 0 and paced % 32 == 31:
+                    await asyncio.sleep(0)  # as fast as possible, but fair to the other connections
+                paced += 1
+            await wire.send(data)
 
         if early is not None and early[1] == "cut-off":
             conn.writer.close()  # abrupt: no finish_reason, no [DONE], no terminating chunk
@@ -894,19 +1205,71 @@ class Simulator:
         if early is not None and early[1] == "stall":
             await watcher  # nothing more until the client leaves (or the server closes)
             return "aborted"
-        if early is not None:
+        if early is not None and early[1] == "error":
             error = {"error": {"message": "The model crashed.", "type": "server_error", "code": 500}}
-            await wire.send(event(_json(error).decode()))
+            await wire.send(event(_json(error)))
             await wire.send(event("[DONE]"))
+        elif early is not None:
+            assert plan.stream_error is not None
+            await wire.send(_stream_error_event(plan.stream_error[1], event))
+            if not plan.no_done:
+                await wire.send(event("[DONE]"))
         else:
-            finish = [{"index": 0, "delta": {}, "finish_reason": "stop"}]
-            await wire.send(event(prefix + _json(finish).decode() + "}"))
-            if include_usage:
-                await wire.send(event(prefix + '[],"usage":' + _json(usage).decode() + "}"))
+            finish = [{"index": 0, "delta": {}, "finish_reason": plan.finish_reason}]
+            await wire.send(event(prefix + _json(finish) + b"}"))
+            if include_usage and not plan.no_usage:
+                choices = b"null" if plan.usage_null_choices else b"[]"
+                await wire.send(event(prefix + choices + b',"usage":' + _json(usage) + b"}"))
             if not plan.no_done:
                 await wire.send(event("[DONE]"))
         await wire.end()
         return "done"
+
+
+def _reply_events(
+    plan: _Plan, prefix: bytes, content: list[str], event: _Events
+) -> Iterator[tuple[bytes, bool]]:
+    """The events before the stream's ending, each with whether it is a token (paced) or a fault's extra.
+
+    Reasoning comes first, then the content; the extras of ``not-json`` and ``bad-utf8`` go after
+    their n-th content token, or after the last one sent when the reply is shorter.
+    """
+    role_sent = False
+
+    def chunk(delta: dict[str, Any]) -> bytes:
+        nonlocal role_sent
+        if not role_sent:  # the first chunk of the stream announces the role, whatever it carries
+            delta, role_sent = {"role": "assistant", **delta}, True
+        return event(prefix + _json([{"index": 0, "delta": delta, "finish_reason": None}]) + b"}")
+
+    for token in reasoning_tokens(plan.reasoning):
+        if plan.reasoning_key == "reasoning_content":  # DeepSeek and vLLM send "content": null beside it
+            yield chunk({"content": None, "reasoning_content": token}), True
+        else:
+            yield chunk({"reasoning": token}), True
+    if plan.think is not None:
+        for piece in _think_pieces(plan.think):
+            yield chunk({"content": piece}), True
+    for sent in range(len(content) + 1):
+        if plan.not_json_after is not None and min(plan.not_json_after, len(content)) == sent:
+            yield event(NOT_JSON_DATA), False
+        if plan.bad_utf8_after is not None and min(plan.bad_utf8_after, len(content)) == sent:
+            role = b"" if role_sent else b'"role":"assistant",'
+            role_sent = True
+            delta = (
+                b"{" + role + b'"content":"' + BAD_UTF8_BYTES + b'"}'
+            )  # raw bytes: _json cannot write them
+            yield event(prefix + b'[{"index":0,"delta":' + delta + b',"finish_reason":null}]}'), False
+        if sent < len(content):
+            yield chunk({"content": content[sent]}), True
+
+
+def _stream_error_event(shape: str, event: _Events) -> bytes:
+    """The in-stream error a ``stream-error-*``, ``event-error`` or ``error-field`` fault ends with."""
+    if shape == "error-field":
+        return event.bare_line(f"error: {STREAM_ERROR_MESSAGES[shape]}")
+    data = json.dumps(STREAM_ERROR_PAYLOADS[shape], ensure_ascii=False)
+    return event(data, name="error" if shape == "event-error" else None)
 
 
 async def start_simulator(

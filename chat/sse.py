@@ -21,12 +21,24 @@ class ServerSentEvent:
     event: str = "message"
     id: str = ""
     retry: int | None = None
+    # Not in the standard: some servers report a failure in an ``error:`` field.
+    error: str = ""
 
 
 class EventStreamDecoder:
     """Feed it bytes as they arrive; it returns the events each read completes."""
 
-    __slots__ = ("_data", "_event", "_last_id", "_partial", "_retry", "_skip_lf", "_started", "_text")
+    __slots__ = (
+        "_data",
+        "_error",
+        "_event",
+        "_last_id",
+        "_partial",
+        "_retry",
+        "_skip_lf",
+        "_started",
+        "_text",
+    )
 
     def __init__(self) -> None:
         # Invalid bytes become U+FFFD instead of ending the stream.
@@ -35,6 +47,7 @@ class EventStreamDecoder:
         self._skip_lf = False  # the last read ended in CR: a leading LF belongs to it
         self._started = False
         self._data: list[str] = []
+        self._error: list[str] = []
         self._event = ""
         self._last_id = ""
         self._retry: int | None = None
@@ -61,7 +74,7 @@ class EventStreamDecoder:
         if self._partial:
             line, self._partial = self._partial, ""
             self._process_line(line)
-        if self._data:
+        if self._data or self._error:
             events.append(self._dispatch())
         return events
 
@@ -88,7 +101,7 @@ class EventStreamDecoder:
         for line in lines:
             if line:
                 self._process_line(line)
-            elif self._data:
+            elif self._data or self._error:
                 events.append(self._dispatch())
             else:
                 self._event = ""  # a blank line with no data resets the event type
@@ -108,12 +121,19 @@ class EventStreamDecoder:
             self._last_id = value
         elif field == "retry" and value.isascii() and value.isdigit():
             self._retry = int(value)
+        elif field == "error":
+            self._error.append(value)
         # Any other field is ignored.
 
     def _dispatch(self) -> ServerSentEvent:
         event = ServerSentEvent(
-            data="\n".join(self._data), event=self._event or "message", id=self._last_id, retry=self._retry
+            data="\n".join(self._data),
+            event=self._event or "message",
+            id=self._last_id,
+            retry=self._retry,
+            error="\n".join(self._error),
         )
         self._data = []
+        self._error = []
         self._event = ""
         return event

@@ -18,6 +18,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import secrets
 import signal
 import time
 from typing import Any
@@ -25,9 +26,21 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import fanout, rendering, selectors, services
+from chat import fanout, providers, rendering, selectors, services
 from chat.models import Message
-from chat.upstream import ChatRequest, Endpoint, Finish, TextDelta, UpstreamError, Usage, stream_chat
+from chat.upstream import (
+    ChatRequest,
+    Endpoint,
+    Finish,
+    ReasoningDelta,
+    Skipped,
+    TextDelta,
+    UpstreamError,
+    Usage,
+    UsageOptionRejected,
+    close_clients,
+    stream_chat,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +69,14 @@ class Generation:
         self.endpoint = endpoint
         self.hub = hub
         self.request = request
+        self.request_id = f"req_{secrets.token_hex(8)}"  # in every log line about this reply
         self.seq = 0  # deltas published so far
         self._published: list[str] = []  # the text of those deltas, in order
         self._published_length = 0
         self._pending: list[str] = []  # received, not yet published
+        self._reasoning: list[str] = []  # the reasoning published so far
+        self._pending_reasoning: list[str] = []
+        self.skipped = 0  # data payloads that were not JSON
         self._wake = asyncio.Event()  # set when there is something to do now
         self._closing = asyncio.Event()
         self._holding = False  # within the coalescing window after a frame: text waits
@@ -75,9 +92,15 @@ class Generation:
             self._published[:] = ["".join(self._published)]  # joined once, then kept joined
         return self._published[0] if self._published else ""
 
-    def snapshot(self) -> tuple[str, int]:
-        """The text subscribers have been sent, and the sequence number it reaches."""
-        return self.published_text, self.seq
+    @property
+    def published_reasoning(self) -> str:
+        if len(self._reasoning) > 1:
+            self._reasoning[:] = ["".join(self._reasoning)]
+        return self._reasoning[0] if self._reasoning else ""
+
+    def snapshot(self) -> tuple[str, str, int]:
+        """The text and reasoning subscribers have been sent, and the sequence number they reach."""
+        return self.published_text, self.published_reasoning, self.seq
 
     def stop(self, status: str = Message.Status.STOPPED) -> None:
         """End the reply now, keeping its text: the upstream request is closed, not read to the end."""
@@ -96,24 +119,39 @@ class Generation:
             request = self.request
             if request is None:
                 request = await in_worker_thread(_request)(self.reply_id)
-            async for event in stream_chat(self.endpoint, request):
-                if isinstance(event, TextDelta):
-                    if first_token is None:
-                        first_token = time.monotonic()
-                    self._pending.append(event.text)
-                    if not self._holding:
-                        self._wake.set()
-                elif isinstance(event, Finish):
-                    finish_reason = event.reason
-                elif isinstance(event, Usage):
-                    usage = event
+            events = stream_chat(self.endpoint, request, request_id=self.request_id)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if isinstance(event, TextDelta | ReasoningDelta):
+                        if first_token is None:
+                            first_token = time.monotonic()
+                        pending = self._pending if isinstance(event, TextDelta) else self._pending_reasoning
+                        pending.append(event.text)
+                        if not self._holding:
+                            self._wake.set()
+                    elif isinstance(event, Finish):
+                        finish_reason = event.reason
+                    elif isinstance(event, Usage):
+                        usage = event
+                    elif isinstance(event, Skipped):
+                        self.skipped += 1
+                        logger.warning(
+                            "Reply %s (%s): skipped a data payload that is not JSON: %.200r",
+                            self.reply_id,
+                            self.request_id,
+                            event.payload,
+                        )
+                    elif isinstance(event, UsageOptionRejected):
+                        await in_worker_thread(providers.remember_no_stream_usage)(self.endpoint)
         except UpstreamError as exc:
             status, error = Message.Status.ERROR, exc.reason
-            logger.info("Reply %s ended with an error: %s", self.reply_id, exc.reason)
+            logger.warning(
+                "Reply %s (%s) ended with an error: %s", self.reply_id, self.request_id, exc.reason
+            )
         except asyncio.CancelledError:
             status = self._cancel_status
         except Exception:
-            logger.exception("Reply %s failed", self.reply_id)
+            logger.exception("Reply %s (%s) failed", self.reply_id, self.request_id)
             status, error = Message.Status.ERROR, UNEXPECTED_ERROR
         finally:
             self._closing.set()
@@ -124,6 +162,7 @@ class Generation:
             ending = services.ReplyEnding(
                 status=status,
                 text=self.published_text,
+                reasoning=self.published_reasoning,
                 finish_reason=finish_reason,
                 error=error,
                 prompt_tokens=usage.prompt_tokens if usage else None,
@@ -131,6 +170,8 @@ class Generation:
                 total_tokens=usage.total_tokens if usage else None,
                 first_token_ms=round((first_token - started) * 1000) if first_token else None,
                 duration_ms=round((time.monotonic() - started) * 1000),
+                skipped_chunks=self.skipped,
+                request_id=self.request_id,
             )
             await asyncio.shield(self._finish(ending))
 
@@ -150,20 +191,21 @@ class Generation:
                 async with asyncio.timeout(renew_every):
                     await self._wake.wait()
             self._wake.clear()
-            if self._pending:
+            if self._pending or self._pending_reasoning:
                 text = "".join(self._pending)
+                reasoning = "".join(self._pending_reasoning)
                 self._pending.clear()
+                self._pending_reasoning.clear()
                 self._published.append(text)
-                self._published_length += len(text)
+                self._reasoning.append(reasoning)
+                self._published_length += len(text) + len(reasoning)
                 self.seq += 1
+                frames = rendering.reasoning_frames(self.reply_id, reasoning) if reasoning else []
+                if text:
+                    frames.extend(rendering.delta_frames(self.reply_id, text))
                 await self.hub.publish(
                     self.conversation_key,
-                    {
-                        "kind": "delta",
-                        "message_id": self.reply_id,
-                        "seq": self.seq,
-                        "frames": rendering.delta_frames(self.reply_id, text),
-                    },
+                    {"kind": "delta", "message_id": self.reply_id, "seq": self.seq, "frames": frames},
                 )
                 if not self._closing.is_set():
                     self._holding = True
@@ -174,13 +216,13 @@ class Generation:
                 or (since_saved >= checkpoint_every and self._published_length != self._saved_length)
             ):
                 self._save()
-            if self._closing.is_set() and not self._pending:
+            if self._closing.is_set() and not self._pending and not self._pending_reasoning:
                 return  # (text that came in while the last frame went out gets its own frame)
 
     def _release(self) -> None:
         """The coalescing window is over: text that arrived meanwhile goes out as one frame."""
         self._holding = False
-        if self._pending:
+        if self._pending or self._pending_reasoning:
             self._wake.set()
 
     def _save(self) -> None:
@@ -189,10 +231,13 @@ class Generation:
             return
         grown = self._published_length != self._saved_length
         text = self.published_text if grown else None
+        reasoning = self.published_reasoning if grown and self._reasoning else None
         self._saved_length = self._published_length
         self._saved_at = time.monotonic()
         self._save_task = asyncio.create_task(
-            in_worker_thread(services.reply_checkpoint)(reply_id=self.reply_id, text=text)
+            in_worker_thread(services.reply_checkpoint)(
+                reply_id=self.reply_id, text=text, reasoning=reasoning
+            )
         )
 
     async def _finish(self, ending: services.ReplyEnding) -> None:
@@ -289,8 +334,8 @@ async def _snapshot_command(fields: dict[str, Any]) -> dict[str, Any] | None:
     generation = _running.get(int(fields["reply_id"]))
     if generation is None:
         return None
-    text, seq = generation.snapshot()
-    return {"text": text, "seq": seq}
+    text, reasoning, seq = generation.snapshot()
+    return {"text": text, "reasoning": reasoning, "seq": seq}
 
 
 # --- Shutdown: let running replies finish, then save them as interrupted -------------
@@ -332,6 +377,7 @@ async def _shut_down(signum: int, frame: Any) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(10):
             await wait_all()
+    await close_clients()  # the pooled upstream connections, now that no reply uses them
     previous = _previous_sigterm
     if callable(previous):
         previous(signum, frame)

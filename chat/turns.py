@@ -6,6 +6,7 @@ order: store and commit first, tell subscribers second, call the upstream last.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -42,33 +43,58 @@ async def handle(conversation: Conversation, fields: dict[str, Any]) -> list[str
 async def post_message(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
     """Store a message sent over the socket and start its reply; acknowledge with a fresh key."""
     text = services.clean_text(fields.get("text"))
-    model = services.clean_model(fields.get("model"), default=conversation.model)
+    choice = await model_choice(
+        fields.get("model"), default_provider_id=conversation.provider_id, default_model=conversation.model
+    )
     client_id = services.clean_client_id(fields.get("client_id"))
     await _store_and_start(
-        services.message_post, conversation=conversation, text=text, model=model, client_id=client_id
+        services.message_post,
+        conversation=conversation,
+        text=text,
+        model=choice.model,
+        provider_id=choice.provider_id,
+        client_id=client_id,
     )
     return [rendering.composer_ack_frame(str(uuid.uuid4()))]
 
 
 async def regenerate(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
-    model = services.clean_model(fields.get("model"), default="")  # "": the conversation's model
+    # No model: the conversation's current provider and model (read under the row lock).
+    choice = await model_choice(fields.get("model"), default_provider_id=None, default_model="")
     await _store_and_start(
-        services.reply_regenerate, conversation=conversation, message_id=fields.get("message_id"), model=model
+        services.reply_regenerate,
+        conversation=conversation,
+        message_id=fields.get("message_id"),
+        model=choice.model,
+        provider_id=choice.provider_id,
     )
     return []
 
 
 async def edit(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
     text = services.clean_text(fields.get("text"))
-    model = services.clean_model(fields.get("model"), default="")
+    choice = await model_choice(fields.get("model"), default_provider_id=None, default_model="")
     await _store_and_start(
         services.message_edit,
         conversation=conversation,
         message_id=fields.get("message_id"),
         text=text,
-        model=model,
+        model=choice.model,
+        provider_id=choice.provider_id,
     )
     return []
+
+
+async def model_choice(
+    value: object, *, default_provider_id: int | None, default_model: str
+) -> providers.ModelChoice:
+    """``providers.parse_choice`` from async code: only a provider's model needs the database."""
+    parse = functools.partial(
+        providers.parse_choice, value, default_provider_id=default_provider_id, default_model=default_model
+    )
+    if isinstance(value, str) and providers.PROVIDER_VALUE.fullmatch(value.strip()):
+        return await streaming.in_worker_thread(parse)()
+    return parse()
 
 
 async def switch(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
@@ -95,9 +121,13 @@ async def stop(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
 _ACTIONS = {"send": post_message, "regenerate": regenerate, "edit": edit, "switch": switch, "stop": stop}
 
 
-async def start_conversation(*, user: Any, text: str, model: str) -> services.PostedTurn:
+async def start_conversation(
+    *, user: Any, text: str, model: str, provider_id: int | None = None
+) -> services.PostedTurn:
     """The new-chat page: create the conversation with its first turn and start the reply."""
-    return await _store_and_start(services.conversation_start, user=user, text=text, model=model)
+    return await _store_and_start(
+        services.conversation_start, user=user, text=text, model=model, provider_id=provider_id
+    )
 
 
 @dataclass
@@ -220,13 +250,13 @@ async def snapshot(conversation: Conversation, *, since: int | None) -> Snapshot
             if ended is not None:
                 # It ended since the state was read: show its final text; its ending (a later
                 # version) is already on its way to this page and will set its status.
-                message.content = ended.content
+                message.content, message.reasoning = ended.content, ended.reasoning
                 result.seen[message.pk] = FINISHED
                 live.append(message)
             else:
                 result.stale.add(message.pk)  # its worker's sweep or another's will end it
         else:
-            message.content, result.seen[message.pk] = text_seq
+            message.content, message.reasoning, result.seen[message.pk] = text_seq
             live.append(message)
     if since != version:
         result.frames = await database_sync_to_async(rendering.branch_frames)(messages)
@@ -237,17 +267,17 @@ async def snapshot(conversation: Conversation, *, since: int | None) -> Snapshot
     return result
 
 
-async def _live_text(hub: fanout.Hub, message: Message) -> tuple[str, int] | None:
+async def _live_text(hub: fanout.Hub, message: Message) -> tuple[str, str, int] | None:
     if not message.worker:
         return None
     answer = await hub.ask(message.worker, "snapshot", reply_id=message.pk)
     if answer is None:
         return None
-    return answer["text"], answer["seq"]
+    return answer["text"], answer.get("reasoning", ""), answer["seq"]
 
 
 def live_text(message: Message) -> None:
     """Put the text published so far on a streaming ``message`` written in this process (not saved)."""
     generation = streaming.running(message.pk)
     if generation is not None:
-        message.content = generation.snapshot()[0]
+        message.content, message.reasoning, _ = generation.snapshot()

@@ -10,5 +10,6 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("c/new/", views.conversation_create, name="conversation_create"),
     path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
+    path("c/<uuid:conversation_id>/settings/", views.conversation_settings, name="conversation_settings"),
     path("setup/", views.first_run, name="first_run"),
 ]

@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat import providers, selectors, services, turns
-from chat.forms import FirstAdminForm
+from chat.forms import ConversationSettingsForm, FirstAdminForm
 from chat.models import Conversation, Message
 
 
@@ -25,6 +25,7 @@ def _chat_page(
     conversation: Conversation | None,
     draft: str = "",
     notice: str = "",
+    settings_form: ConversationSettingsForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     messages: list[Message] = []
@@ -34,16 +35,18 @@ def _chat_page(
             if message.is_streaming:
                 turns.live_text(message)
     streaming = any(message.is_streaming for message in messages)
-    options = providers.model_options()
-    selected = conversation.model if conversation else settings.CHAT_MODEL
-    if selected not in {option.id for option in options}:
-        options.append(providers.ModelOption(id=selected, label=providers.model_label(selected)))
+    provider_id, model = (
+        (conversation.provider_id, conversation.model) if conversation else (None, settings.CHAT_MODEL)
+    )
+    if conversation is not None and settings_form is None:
+        settings_form = ConversationSettingsForm(conversation=conversation)
     context = {
         "conversation": conversation,
         "conversations": selectors.conversation_list(user=request.user),
         "messages": messages,
-        "models": options,
-        "selected_model": selected,
+        "model_groups": providers.model_groups(provider_id=provider_id, model=model),
+        "selected_model": providers.choice_value(provider_id, model),
+        "settings_form": settings_form,
         "demo": settings.CHAT_DEMO,
         "client_id": uuid.uuid4(),
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
@@ -79,18 +82,38 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
     raw_text = request.POST.get("text", "")
     try:
         text = services.clean_text(raw_text)
-        model = services.clean_model(request.POST.get("model"), default=settings.CHAT_MODEL)
+        choice = await turns.model_choice(
+            request.POST.get("model"), default_provider_id=None, default_model=settings.CHAT_MODEL
+        )
     except ValidationError as exc:
         return await database_sync_to_async(_chat_page)(
             request, conversation=None, draft=raw_text, notice=exc.messages[0], status=400
         )
     try:
-        turn = await turns.start_conversation(user=user, text=text, model=model)
+        turn = await turns.start_conversation(
+            user=user, text=text, model=choice.model, provider_id=choice.provider_id
+        )
     except ValidationError as exc:
         return await database_sync_to_async(_chat_page)(
             request, conversation=None, draft=raw_text, notice=exc.messages[0], status=503
         )
     return HttpResponseRedirect(turn.reply.conversation.get_absolute_url(), status=303)
+
+
+@login_required
+@require_POST
+def conversation_settings(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """Save the conversation's system prompt, temperature and max tokens (used from its next reply)."""
+    conversation = selectors.conversation_for_user(request.user, conversation_id)
+    form = ConversationSettingsForm(request.POST, conversation=conversation)
+    if form.is_valid():
+        try:
+            services.conversation_settings_update(conversation=conversation, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            return HttpResponseRedirect(conversation.get_absolute_url(), status=303)
+    return _chat_page(request, conversation=conversation, settings_form=form, status=400)
 
 
 @require_http_methods(["GET", "POST"])

@@ -12,10 +12,14 @@ CHAT_MODEL = "demo"
 CHAT_COALESCE_MS = 5
 CHAT_CHECKPOINT_SECONDS = 0.2
 CHAT_CONNECT_TIMEOUT = 3.0
-CHAT_READ_TIMEOUT = 5.0
+CHAT_STALL_TIMEOUT = 5.0
+CHAT_FIRST_TOKEN_TIMEOUT = 10.0
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 STATIC_ROOT = None  # static files come from the finders; nothing is collected in tests
 CHAT_SWEEP_SECONDS = 0  # tests sweep explicitly; a background job would outlive each test's loop
+# Retries wait briefly; a Retry-After longer than a second is reported instead of waited for.
+CHAT_RETRY_BACKOFF = 0.05
+CHAT_RETRY_MAX_WAIT = 1.0

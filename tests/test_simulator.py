@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,19 @@ from typing import Any
 import httpx
 import pytest
 
+import chat.simulator
 from chat.simulator import (
+    BAD_UTF8_BYTES,
+    BAD_UTF8_TEXT_DECODED,
+    FAULT_NAMES,
+    NOT_JSON_DATA,
+    STREAM_ERROR_MESSAGES,
+    STREAM_ERROR_PAYLOADS,
+    STREAM_ERROR_SHAPES,
     SimulatorConfig,
     SimulatorThread,
+    reasoning_text,
+    reasoning_tokens,
     reply_text,
     reply_tokens,
     start_simulator,
@@ -41,9 +52,9 @@ TOKENS = 20
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def sse_data(raw: bytes) -> list[str]:
+def sse_data(raw: bytes, errors: str = "strict") -> list[str]:
     """The ``data`` of each event, parsed the way a compliant SSE client does (any line ending)."""
-    text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    text = raw.decode("utf-8", errors=errors).replace("\r\n", "\n").replace("\r", "\n")
     events = []
     for block in text.split("\n\n"):
         lines = [line[5:].removeprefix(" ") for line in block.split("\n") if line.startswith("data:")]
@@ -56,12 +67,32 @@ def payloads(raw: bytes) -> list[Any]:
     return [data if data == "[DONE]" else json.loads(data) for data in sse_data(raw)]
 
 
+def lenient_payloads(raw: bytes) -> list[Any]:
+    """Like ``payloads``, but bad UTF-8 becomes U+FFFD and data that is not JSON stays a string."""
+    items: list[Any] = []
+    for data in sse_data(raw, errors="replace"):
+        try:
+            items.append(json.loads(data))
+        except ValueError:
+            items.append(data)
+    return items
+
+
 def content_of(items: list[Any]) -> str:
     return "".join(
-        choice["delta"].get("content", "")
+        choice["delta"].get("content") or ""
         for item in items
         if isinstance(item, dict)
-        for choice in item.get("choices", [])
+        for choice in item.get("choices") or []
+    )
+
+
+def reasoning_of(items: list[Any], key: str) -> str:
+    return "".join(
+        choice["delta"].get(key) or ""
+        for item in items
+        if isinstance(item, dict)
+        for choice in item.get("choices") or []
     )
 
 
@@ -69,7 +100,9 @@ def content_chunks(items: list[Any]) -> list[dict]:
     return [
         item
         for item in items
-        if isinstance(item, dict) and item.get("choices") and "content" in item["choices"][0]["delta"]
+        if isinstance(item, dict)
+        and item.get("choices")
+        and isinstance(item["choices"][0]["delta"].get("content"), str)
     ]
 
 
@@ -105,6 +138,25 @@ async def stream_raw(
         except httpx.TransportError as exc:
             error = exc
     return response, pieces, error
+
+
+async def raw_exchange(sim: Any, body: dict[str, Any]) -> bytes:
+    """POST on a raw socket with ``Connection: close``; everything the server sent, head included."""
+    content = json.dumps(body).encode()
+    reader, writer = await asyncio.open_connection(sim.host, sim.port)
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%b" % (len(content), content)
+    )
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 2)
+    writer.close()
+    return raw
+
+
+def unique(model: str) -> str:
+    """A model string no other test uses, because flaky faults count requests per model string."""
+    return f"{model}&id={uuid.uuid4()}"
 
 
 @pytest.fixture
@@ -424,6 +476,474 @@ async def test_unknown_fault_is_rejected(client: httpx.AsyncClient) -> None:
 async def test_unknown_server_fault_fails_at_start() -> None:
     with pytest.raises(ValueError, match="melt"):
         await start_simulator(config=SimulatorConfig(fault="melt"))
+
+
+def test_every_fault_is_listed_in_the_module_docstring() -> None:
+    doc = chat.simulator.__doc__ or ""
+    missing = [name for name in FAULT_NAMES if f"``{name}``" not in doc]
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "stream-error-xml-after-1",
+        "stream-error-openai-after-x",
+        "flaky-418-1",
+        "flaky-drop",
+        "flaky-drop-x",
+        "detail-status-200",
+        "text-status-600",
+        "reasoning-2000000",
+        "think-",
+        "not-json",
+        "bad-utf8-",
+        "slow-headers",
+        "finish-stop",
+        "status-500-context",
+    ],
+)
+async def test_malformed_new_faults_are_rejected(client: httpx.AsyncClient, fault: str) -> None:
+    response = await client.post("/chat/completions", json=chat_body(f"demo?fault={fault}"))
+    assert response.status_code == 400
+    assert fault in response.json()["error"]["message"]
+
+
+# --- reasoning -----------------------------------------------------------------------------------
+
+
+def test_reasoning_tokens_are_deterministic() -> None:
+    tokens = reasoning_tokens(120)
+    assert len(tokens) == 120
+    assert tokens == reasoning_tokens(120)
+    assert tokens[:3] == ["Let", " me", " think"]
+    assert all(token[0].isspace() for token in tokens[1:])  # a second round starts with a space too
+    assert reasoning_text(120) == "".join(tokens)
+    assert reasoning_text(5) == "Let me think about this."
+    assert not reasoning_text(120).isascii()
+    assert reasoning_tokens(0) == []
+    assert reasoning_text(-1) == ""
+
+
+async def test_reasoning_content_comes_before_the_reply(sim: Any, client: httpx.AsyncClient) -> None:
+    _, pieces, error = await stream_raw(client, "demo?fault=reasoning-5")
+    assert error is None
+    items = payloads(b"".join(pieces))
+    deltas = [item["choices"][0]["delta"] for item in items if isinstance(item, dict) and item["choices"]]
+    assert deltas[0] == {"role": "assistant", "content": None, "reasoning_content": "Let"}
+    assert deltas[1] == {"content": None, "reasoning_content": " me"}
+    assert all(d["content"] is None for d in deltas[:5])
+    assert deltas[5] == {"content": reply_tokens(MESSAGES, 1)[0]}  # the role was announced already
+    assert reasoning_of(items, "reasoning_content") == reasoning_text(5)
+    assert content_of(items) == reply_text(MESSAGES, TOKENS)
+    assert finish_reasons(items) == ["stop"]
+    assert items[-1] == "[DONE]"
+    assert sim.stats.streams_completed == 1
+
+
+async def test_reasoning_field_puts_it_in_delta_reasoning(client: httpx.AsyncClient) -> None:
+    _, pieces, _ = await stream_raw(client, "demo?fault=reasoning-field-3")
+    items = payloads(b"".join(pieces))
+    deltas = [item["choices"][0]["delta"] for item in items if isinstance(item, dict) and item["choices"]]
+    assert deltas[:3] == [
+        {"role": "assistant", "reasoning": "Let"},
+        {"reasoning": " me"},
+        {"reasoning": " think"},
+    ]
+    assert reasoning_of(items, "reasoning") == reasoning_text(3)
+    assert reasoning_of(items, "reasoning_content") == ""
+    assert content_of(items) == reply_text(MESSAGES, TOKENS)
+
+
+async def test_think_tags_are_split_across_chunks(client: httpx.AsyncClient) -> None:
+    _, pieces, _ = await stream_raw(client, "demo?fault=think-4")
+    items = payloads(b"".join(pieces))
+    texts = [chunk["choices"][0]["delta"]["content"] for chunk in content_chunks(items)]
+    thought = reasoning_tokens(4)
+    assert texts == [
+        "<thi",
+        "nk>" + thought[0],
+        thought[1],
+        thought[2],
+        thought[3] + "</th",
+        "ink>\n\n",
+        *reply_tokens(MESSAGES, TOKENS),
+    ]
+    assert content_of(items) == f"<think>{reasoning_text(4)}</think>\n\n{reply_text(MESSAGES, TOKENS)}"
+    assert content_chunks(items)[0]["choices"][0]["delta"]["role"] == "assistant"
+
+
+async def test_an_empty_think_block_still_splits_its_tags(client: httpx.AsyncClient) -> None:
+    _, pieces, _ = await stream_raw(client, "demo?tokens=1&fault=think-0")
+    texts = [chunk["choices"][0]["delta"]["content"] for chunk in content_chunks(payloads(b"".join(pieces)))]
+    assert texts == ["<thi", "nk></th", "ink>\n\n", reply_text(MESSAGES, 1)]
+
+
+@pytest.mark.parametrize(
+    ("fault", "thinking_chunks"), [("reasoning-3", 3), ("reasoning-field-3", 3), ("think-3", 5)]
+)
+async def test_cut_off_counts_only_content_tokens(
+    client: httpx.AsyncClient, fault: str, thinking_chunks: int
+) -> None:
+    _, pieces, error = await stream_raw(client, f"demo?fault={fault}+cut-off-after-2")
+    assert isinstance(error, httpx.RemoteProtocolError)
+    items = payloads(b"".join(pieces))
+    assert len(items) == thinking_chunks + 2
+    assert content_of(items).endswith(reply_text(MESSAGES, 2))
+    assert "[DONE]" not in items
+
+
+async def test_reasoning_tokens_are_paced_like_content(client: httpx.AsyncClient) -> None:
+    started = time.monotonic()
+    _, pieces, _ = await stream_raw(client, "demo?tokens=2&tps=50&fault=reasoning-8")
+    elapsed = time.monotonic() - started
+    assert reasoning_of(payloads(b"".join(pieces)), "reasoning_content") == reasoning_text(8)
+    assert 0.17 <= elapsed < 1.0  # ten chunks, nine gaps of 20 ms
+
+
+async def test_reasoning_in_a_whole_response(client: httpx.AsyncClient) -> None:
+    plain = await client.post("/chat/completions", json=chat_body("demo?fault=reasoning-4", stream=False))
+    body = plain.json()
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": reply_text(MESSAGES, TOKENS),
+        "reasoning_content": reasoning_text(4),
+    }
+    assert body["usage"]["completion_tokens"] == TOKENS + 4
+    assert body["usage"]["completion_tokens_details"] == {"reasoning_tokens": 4}
+    think = await client.post("/chat/completions", json=chat_body("demo?fault=think-2", stream=False))
+    content = think.json()["choices"][0]["message"]["content"]
+    assert content == f"<think>{reasoning_text(2)}</think>\n\n{reply_text(MESSAGES, TOKENS)}"
+
+
+# --- finish reasons and usage --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"), [("finish-length", "length"), ("finish-content-filter", "content_filter")]
+)
+async def test_finish_reason_faults(client: httpx.AsyncClient, fault: str, reason: str) -> None:
+    _, pieces, _ = await stream_raw(client, f"demo?fault={fault}", stream_options={"include_usage": True})
+    items = payloads(b"".join(pieces))
+    assert items[-3]["choices"] == [{"index": 0, "delta": {}, "finish_reason": reason}]
+    assert items[-2]["usage"]["completion_tokens"] == TOKENS
+    assert items[-1] == "[DONE]"
+    assert content_of(items) == reply_text(MESSAGES, TOKENS)
+    whole = await client.post("/chat/completions", json=chat_body(f"demo?fault={fault}", stream=False))
+    assert whole.json()["choices"][0]["finish_reason"] == reason
+
+
+async def test_no_usage_ignores_include_usage(client: httpx.AsyncClient) -> None:
+    _, pieces, _ = await stream_raw(client, "demo?fault=no-usage", stream_options={"include_usage": True})
+    items = payloads(b"".join(pieces))
+    assert not any(isinstance(item, dict) and "usage" in item for item in items)
+    assert finish_reasons(items) == ["stop"]
+    assert items[-1] == "[DONE]"
+    whole = await client.post("/chat/completions", json=chat_body("demo?fault=no-usage", stream=False))
+    assert "usage" not in whole.json()
+
+
+async def test_usage_chunk_with_null_choices(client: httpx.AsyncClient) -> None:
+    model = "demo?fault=usage-null-choices"
+    _, pieces, _ = await stream_raw(client, model, stream_options={"include_usage": True})
+    raw = b"".join(pieces)
+    assert b'"choices":null,"usage":{' in raw
+    items = payloads(raw)
+    assert items[-2]["choices"] is None
+    assert items[-2]["usage"]["completion_tokens"] == TOKENS
+    assert items[-1] == "[DONE]"
+
+
+async def test_reject_stream_options(sim: Any, client: httpx.AsyncClient) -> None:
+    model = "demo?fault=reject-stream-options"
+    rejected = await client.post(
+        "/chat/completions", json=chat_body(model, stream_options={"include_usage": True})
+    )
+    assert rejected.status_code == 400
+    assert rejected.headers["content-type"] == "application/json"
+    assert rejected.json() == {
+        "error": {
+            "message": "Unrecognized request argument supplied: stream_options",
+            "type": "invalid_request_error",
+            "param": "stream_options",
+            "code": None,
+        }
+    }
+    assert sim.stats.rejected_stream_options == 1
+    response, pieces, error = await stream_raw(client, model)
+    assert response.status_code == 200
+    assert error is None
+    assert content_of(payloads(b"".join(pieces))) == reply_text(MESSAGES, TOKENS)
+    assert sim.stats.rejected_stream_options == 1
+    assert sim.stats.streams_completed == 1
+
+
+# --- bad payloads --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "after"), [("demo?fault=not-json-3", 3), ("demo?tokens=2&fault=not-json-9", 2)]
+)
+async def test_not_json_event_then_the_rest(client: httpx.AsyncClient, model: str, after: int) -> None:
+    _, pieces, error = await stream_raw(client, model)
+    assert error is None
+    raw = b"".join(pieces)
+    assert b'\n\ndata: {"choices": [{"delta": {"content": "unterminated\n\ndata: {' in raw
+    items = lenient_payloads(raw)
+    assert items.index(NOT_JSON_DATA) == after  # after the n-th content chunk
+    assert [item for item in items if isinstance(item, str)] == [NOT_JSON_DATA, "[DONE]"]
+    tokens = int(model.partition("tokens=")[2].partition("&")[0] or TOKENS)
+    assert content_of(items) == reply_text(MESSAGES, tokens)
+    assert finish_reasons(items) == ["stop"]
+
+
+async def test_bad_utf8_chunk_then_the_rest(client: httpx.AsyncClient) -> None:
+    _, pieces, error = await stream_raw(client, "demo?fault=bad-utf8-2")
+    assert error is None
+    raw = b"".join(pieces)
+    assert b'"delta":{"content":"ok\xff\xfe!"},"finish_reason":null}]}\n\n' in raw
+    assert BAD_UTF8_BYTES == b"ok\xff\xfe!"
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")
+    items = lenient_payloads(raw)
+    chunks = content_chunks(items)
+    assert chunks[2]["choices"][0]["delta"] == {"content": "ok\ufffd\ufffd!"}
+    assert BAD_UTF8_TEXT_DECODED == "ok\ufffd\ufffd!"
+    expected = reply_tokens(MESSAGES, TOKENS)
+    assert content_of(items) == "".join(expected[:2]) + BAD_UTF8_TEXT_DECODED + "".join(expected[2:])
+    assert items[-1] == "[DONE]"
+
+
+async def test_bad_utf8_as_the_first_chunk_announces_the_role(client: httpx.AsyncClient) -> None:
+    _, pieces, _ = await stream_raw(client, "demo?tokens=2&fault=bad-utf8-0")
+    chunks = content_chunks(lenient_payloads(b"".join(pieces)))
+    assert [c["choices"][0]["delta"] for c in chunks] == [
+        {"role": "assistant", "content": BAD_UTF8_TEXT_DECODED},
+        *({"content": token} for token in reply_tokens(MESSAGES, 2)),
+    ]
+
+
+# --- errors inside the stream --------------------------------------------------------------------
+
+
+STREAM_ERROR_LINES = {
+    "openai": b'data: {"error": {"message": "The server had an error while processing your request.", '
+    b'"type": "server_error", "param": null, "code": null}}',
+    "vllm": b'data: {"object": "error", "message": "The model crashed while generating.", '
+    b'"type": "InternalServerError", "param": null, "code": 500}',
+    "vllm2": b'data: {"error": {"object": "error", "message": "The model crashed while generating.", '
+    b'"type": "InternalServerError", "param": null, "code": 500}}',
+    "litellm": b'data: {"error": {"message": "litellm.APIConnectionError: Connection reset by peer", '
+    b'"type": null, "param": null, "code": "500"}}',
+    "llamacpp": b'data: {"error": {"code": 500, "message": "Context size has been exceeded.", '
+    b'"type": "server_error"}}',
+    "string": b'data: {"error": "Upstream overloaded"}',
+}
+
+
+@pytest.mark.parametrize("shape", STREAM_ERROR_SHAPES)
+async def test_stream_error_shapes(sim: Any, client: httpx.AsyncClient, shape: str) -> None:
+    _, pieces, error = await stream_raw(client, f"demo?fault=stream-error-{shape}-after-2")
+    assert error is None
+    raw = b"".join(pieces)
+    assert raw.endswith(b"}\n\n" + STREAM_ERROR_LINES[shape] + b"\n\ndata: [DONE]\n\n")
+    items = payloads(raw)
+    assert items[-2] == STREAM_ERROR_PAYLOADS[shape]
+    assert STREAM_ERROR_MESSAGES[shape] in json.dumps(items[-2])
+    assert content_of(items) == reply_text(MESSAGES, 2)
+    assert finish_reasons(items) == []
+    assert sim.stats.streams_completed == 1
+
+
+async def test_stream_error_without_done(client: httpx.AsyncClient) -> None:
+    _, pieces, error = await stream_raw(client, "demo?fault=stream-error-string-after-1+no-done")
+    assert error is None
+    assert b"".join(pieces).endswith(b"}\n\n" + STREAM_ERROR_LINES["string"] + b"\n\n")
+
+
+async def test_event_error(client: httpx.AsyncClient) -> None:
+    _, pieces, error = await stream_raw(client, "demo?fault=event-error-after-1")
+    assert error is None
+    raw = b"".join(pieces)
+    assert raw.endswith(
+        b'}\n\nevent: error\ndata: {"message": "Model overloaded, try later"}\n\ndata: [DONE]\n\n'
+    )
+    assert STREAM_ERROR_MESSAGES["event-error"] == "Model overloaded, try later"
+    assert content_of(payloads(raw)) == reply_text(MESSAGES, 1)
+
+
+@pytest.mark.parametrize(("fault", "ending"), [("", b"data: [DONE]\n\n"), ("+no-done", b"")])
+async def test_error_field(client: httpx.AsyncClient, fault: str, ending: bytes) -> None:
+    _, pieces, error = await stream_raw(client, f"demo?fault=error-field-after-3{fault}")
+    assert error is None
+    raw = b"".join(pieces)
+    assert raw.endswith(b"}\n\nerror: Model overloaded\n\n" + ending)
+    assert STREAM_ERROR_MESSAGES["error-field"] == "Model overloaded"
+    items = payloads(raw)  # a compliant SSE client ignores the unknown field
+    assert content_of(items) == reply_text(MESSAGES, 3)
+    assert finish_reasons(items) == []
+
+
+async def test_stream_error_in_a_whole_response_is_a_500(client: httpx.AsyncClient) -> None:
+    model = "demo?fault=stream-error-llamacpp-after-2"
+    response = await client.post("/chat/completions", json=chat_body(model, stream=False))
+    assert response.status_code == 500
+    assert response.json()["error"]["message"] == STREAM_ERROR_MESSAGES["llamacpp"]
+
+
+# --- flaky upstreams and retry hints -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+async def test_flaky_status_fails_the_first_n_requests(client: httpx.AsyncClient, status: int) -> None:
+    model = unique(f"demo?fault=flaky-{status}-2")
+    first = await client.post("/chat/completions", json=chat_body(model))
+    second = await client.post("/chat/completions", json=chat_body(model))
+    other = await client.post("/chat/completions", json=chat_body(unique(f"demo?fault=flaky-{status}-2")))
+    third = await client.post("/chat/completions", json=chat_body(model))
+    assert [first.status_code, second.status_code, other.status_code] == [status] * 3
+    assert first.json()["error"]["type"]
+    assert first.headers.get("retry-after") == ("7" if status == 429 else None)
+    assert third.status_code == 200
+    assert third.headers["content-type"] == "text/event-stream"
+    assert content_of(payloads(third.content)) == reply_text(MESSAGES, TOKENS)
+
+
+async def test_flaky_drop_closes_without_an_answer(sim: Any) -> None:
+    model = unique("demo?fault=flaky-drop-2")
+    assert await raw_exchange(sim, chat_body(model)) == b""
+    async with httpx.AsyncClient(base_url=sim.base_url, timeout=5) as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post("/chat/completions", json=chat_body(model))
+        response = await http.post("/chat/completions", json=chat_body(model))
+    assert response.status_code == 200
+    assert content_of(payloads(response.content)) == reply_text(MESSAGES, TOKENS)
+
+
+async def test_flaky_drop_then_status_then_success(client: httpx.AsyncClient) -> None:
+    model = unique("demo?fault=flaky-drop-1+flaky-503-2")
+    with pytest.raises(httpx.RemoteProtocolError):
+        await client.post("/chat/completions", json=chat_body(model))
+    statuses = [(await client.post("/chat/completions", json=chat_body(model))).status_code for _ in range(2)]
+    assert statuses == [503, 200]
+
+
+@pytest.mark.parametrize(
+    ("fault", "options", "retry_after", "retry_after_ms"),
+    [
+        ("status-429", "&retry_after=30", "30", None),
+        ("status-429", "&retry_after_ms=1500", None, "1500"),
+        ("status-429", "&retry_after=2&retry_after_ms=1500", "2", "1500"),
+        ("status-503", "", None, None),
+        ("status-503", "&retry_after=Wed, 21 Oct 2015 07:28:00 GMT", "Wed, 21 Oct 2015 07:28:00 GMT", None),
+        ("status-503", "&retry_after_ms=250", None, "250"),
+        ("status-500", "&retry_after=30&retry_after_ms=250", None, None),
+        ("flaky-429-1", "&retry_after_ms=100", None, "100"),
+        ("flaky-503-1", "&retry_after=1", "1", None),
+    ],
+)
+async def test_retry_hints(
+    sim: Any, fault: str, options: str, retry_after: str | None, retry_after_ms: str | None
+) -> None:
+    raw = await raw_exchange(sim, chat_body(unique(f"demo?fault={fault}{options}")))
+    head = raw.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    headers = {name: value for name, _, value in (line.partition(": ") for line in head[1:])}
+    assert head[0].startswith(f"HTTP/1.1 {fault.split('-')[1]} ")
+    assert headers.get("Retry-After") == retry_after
+    assert headers.get("retry-after-ms") == retry_after_ms  # sent in lower case, as OpenAI does
+
+
+@pytest.mark.parametrize("simulator", [{"retry_after": "1\r\nX-Injected: 1"}, {"retry_after_ms": True}])
+async def test_bad_retry_hints_are_rejected(client: httpx.AsyncClient, simulator: dict[str, Any]) -> None:
+    body = chat_body("demo?fault=status-429", simulator=simulator)
+    response = await client.post("/chat/completions", json=body)
+    assert response.status_code == 400
+    assert "retry_after" in response.json()["error"]["message"]
+
+
+# --- other servers' error answers ----------------------------------------------------------------
+
+
+async def test_context_length_status(client: httpx.AsyncClient) -> None:
+    response = await client.post("/chat/completions", json=chat_body("demo?fault=status-400-context"))
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "error": {
+            "message": "This model's maximum context length is 8192 tokens. However, your messages resulted "
+            "in 9001 tokens. Please reduce the length of the messages.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "detail"),
+    [
+        (503, "Model is loading, please retry."),
+        (500, "Model is loading, please retry."),
+        (422, "Invalid model parameters."),
+    ],
+)
+async def test_detail_status(client: httpx.AsyncClient, status: int, detail: str) -> None:
+    response = await client.post("/chat/completions", json=chat_body(f"demo?fault=detail-status-{status}"))
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": detail}
+
+
+async def test_text_status(client: httpx.AsyncClient) -> None:
+    response = await client.post("/chat/completions", json=chat_body("demo?fault=text-status-503"))
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "text/plain"
+    assert response.text == (
+        "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+    )
+
+
+# --- slow headers --------------------------------------------------------------------------------
+
+
+async def test_slow_headers_sends_nothing_until_then(sim: Any) -> None:
+    content = json.dumps(chat_body("demo?fault=slow-headers-250")).encode()
+    reader, writer = await asyncio.open_connection(sim.host, sim.port)
+    started = time.monotonic()
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%b" % (len(content), content)
+    )
+    await writer.drain()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(reader.read(1), 0.15)
+    raw = await asyncio.wait_for(reader.read(), 2)
+    writer.close()
+    assert time.monotonic() - started >= 0.24
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"data: [DONE]" in raw
+
+
+async def test_slow_headers_also_delays_an_error_status(client: httpx.AsyncClient) -> None:
+    started = time.monotonic()
+    response = await client.post(
+        "/chat/completions", json=chat_body("demo?fault=slow-headers-200+status-503")
+    )
+    assert time.monotonic() - started >= 0.19
+    assert response.status_code == 503
+
+
+async def test_client_leaving_during_slow_headers_frees_the_connection(sim: Any) -> None:
+    content = json.dumps(chat_body("demo?fault=slow-headers-60000")).encode()
+    _, writer = await asyncio.open_connection(sim.host, sim.port)
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: %d\r\n\r\n%b" % (len(content), content)
+    )
+    await writer.drain()
+    await eventually(lambda: sim.stats.chat_requests == 1)
+    writer.close()
+    await eventually(lambda: not sim._handlers)  # no public counter for a connection's end
+    assert sim.stats.streams_started == 0
 
 
 # --- HTTP behaviour ------------------------------------------------------------------------------

@@ -145,3 +145,18 @@ def test_arcee_documented_example_is_one_multi_line_event():
     (event,) = decoder.end()
     assert event.data.splitlines()[-1] == "[DONE]"
     assert len(event.data.splitlines()) == 4
+
+
+def test_an_error_field_dispatches_an_event_without_data():
+    (event,) = decode(b"error: Model overloaded\n\n")
+    assert (event.error, event.data) == ("Model overloaded", "")
+
+
+def test_an_error_field_split_across_reads():
+    (event,) = decode(b"err", b"or: over", b"loaded\r\n\r\n")
+    assert event.error == "overloaded"
+
+
+def test_invalid_utf8_inside_a_json_string_is_replaced_not_fatal():
+    (event,) = decode(b'data: {"content": "ok\xff\xfe!"}\n\n')
+    assert event.data == '{"content": "ok\ufffd\ufffd!"}'

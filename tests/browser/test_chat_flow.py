@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from chat.simulator import reply_text
+from chat.simulator import reasoning_text, reply_text
 from tests.browser.conftest import log_in, send, start_site
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
@@ -77,3 +77,45 @@ def test_second_message_goes_over_the_socket_and_enter_sends(page: Page, site: s
     composer.type("line two")
     expect(composer).to_have_value("line one\nline two")
     expect(page.locator('[data-role="user"]')).to_have_count(2)
+
+
+def choose_model(page: Page, model: str) -> None:
+    """Pick a model id the server's list does not carry (the simulator reads faults from it)."""
+    page.evaluate(
+        """m => { const s = document.querySelector('#model-select');
+                  s.add(new Option(m, m)); s.value = m; }""",
+        model,
+    )
+
+
+def test_thinking_streams_into_a_collapsed_section_apart_from_the_answer(page: Page, site: str):
+    log_in(page, site)
+    choose_model(page, "demo?tokens=8&tps=25&fault=think-12+finish-length")
+    send(page, "Think first")
+    page.wait_for_url(f"{site}/c/*/")
+    reply = page.locator('[data-role="assistant"]').last
+    thinking = reply.locator("details.thinking")
+    expect(thinking).to_be_visible()  # shown as soon as reasoning arrives, while streaming
+    expect(thinking.locator("summary")).to_have_text("Thinking")
+    expect(reply).to_have_attribute("data-status", "complete", timeout=20_000)
+
+    body = reply.locator(".message-body")
+    assert body.text_content() == reply_text([{"role": "user", "content": "Think first"}], 8)
+    assert "think>" not in body.text_content()
+    expect(thinking.locator(".thinking-body")).not_to_be_visible()  # collapsed
+    thinking.locator("summary").click()
+    expect(thinking.locator(".thinking-body")).to_have_text(reasoning_text(12))
+    expect(reply.get_by_text("The answer hit the length limit.")).to_be_visible()
+
+    page.reload()
+    expect(reply.locator("details.thinking .thinking-body")).to_have_text(reasoning_text(12))
+    expect(reply.get_by_text("The answer hit the length limit.")).to_be_visible()
+
+
+def test_a_reply_without_reasoning_shows_no_thinking_section(page: Page, site: str):
+    log_in(page, site)
+    send(page, "Just answer")
+    page.wait_for_url(f"{site}/c/*/")
+    reply = page.locator('[data-role="assistant"]').last
+    expect(reply).to_have_attribute("data-status", "complete", timeout=20_000)
+    expect(reply.locator("details.thinking")).to_be_hidden()
