@@ -46,6 +46,12 @@ def reasoning_frames(message_id: int, text: str) -> list[str]:
     ]
 
 
+def note_frame(message_id: int, note: str) -> str:
+    """The line under a streaming reply: a visible note (a retry), or the hidden "Writing…"."""
+    context = {"message": {"pk": message_id}, "note": note, "oob": True}
+    return render_to_string("chat/_message_note.html", context)
+
+
 def message_html(message: Message, *, oob: bool = False) -> str:
     """The message element; only its first ``MAX_FRAME_CHARS`` characters of text (see ``_split``)."""
     return render_to_string("chat/_message.html", {"message": message, "oob": oob})

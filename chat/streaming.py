@@ -33,6 +33,7 @@ from chat.upstream import (
     Endpoint,
     Finish,
     ReasoningDelta,
+    Retrying,
     Skipped,
     TextDelta,
     UpstreamError,
@@ -77,6 +78,8 @@ class Generation:
         self._reasoning: list[str] = []  # the reasoning published so far
         self._pending_reasoning: list[str] = []
         self.skipped = 0  # data payloads that were not JSON
+        self._note = ""  # shown under the reply while it waits (a retry), cleared by the first token
+        self._note_changed = False
         self._wake = asyncio.Event()  # set when there is something to do now
         self._closing = asyncio.Event()
         self._holding = False  # within the coalescing window after a frame: text waits
@@ -125,6 +128,8 @@ class Generation:
                     if isinstance(event, TextDelta | ReasoningDelta):
                         if first_token is None:
                             first_token = time.monotonic()
+                            if self._note:
+                                self._show_note("")
                         pending = self._pending if isinstance(event, TextDelta) else self._pending_reasoning
                         pending.append(event.text)
                         if not self._holding:
@@ -141,6 +146,9 @@ class Generation:
                             self.request_id,
                             event.payload,
                         )
+                    elif isinstance(event, Retrying):
+                        wait = f"in {round(event.wait)} s" if event.wait >= 1 else "now"
+                        self._show_note(f"{event.reason} Trying again {wait}…")
                     elif isinstance(event, UsageOptionRejected):
                         await in_worker_thread(providers.remember_no_stream_usage)(self.endpoint)
         except UpstreamError as exc:
@@ -191,7 +199,7 @@ class Generation:
                 async with asyncio.timeout(renew_every):
                     await self._wake.wait()
             self._wake.clear()
-            if self._pending or self._pending_reasoning:
+            if self._pending or self._pending_reasoning or self._note_changed:
                 text = "".join(self._pending)
                 reasoning = "".join(self._pending_reasoning)
                 self._pending.clear()
@@ -201,6 +209,9 @@ class Generation:
                 self._published_length += len(text) + len(reasoning)
                 self.seq += 1
                 frames = rendering.reasoning_frames(self.reply_id, reasoning) if reasoning else []
+                if self._note_changed:
+                    self._note_changed = False
+                    frames.append(rendering.note_frame(self.reply_id, self._note))
                 if text:
                     frames.extend(rendering.delta_frames(self.reply_id, text))
                 await self.hub.publish(
@@ -218,6 +229,10 @@ class Generation:
                 self._save()
             if self._closing.is_set() and not self._pending and not self._pending_reasoning:
                 return  # (text that came in while the last frame went out gets its own frame)
+
+    def _show_note(self, note: str) -> None:
+        self._note, self._note_changed = note, True
+        self._wake.set()
 
     def _release(self) -> None:
         """The coalescing window is over: text that arrived meanwhile goes out as one frame."""

@@ -111,7 +111,15 @@ class UsageOptionRejected:
     """The server refused ``stream_options`` (400) and the request was sent again without it."""
 
 
-StreamEvent = TextDelta | ReasoningDelta | Finish | Usage | Done | Skipped | UsageOptionRejected
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """The request failed before any stream began and will be sent again after ``wait`` seconds."""
+
+    reason: str
+    wait: float
+
+
+StreamEvent = TextDelta | ReasoningDelta | Finish | Usage | Done | Skipped | UsageOptionRejected | Retrying
 
 
 class UpstreamError(Exception):
@@ -492,6 +500,7 @@ async def stream_chat(
                 raise
             attempt += 1
             logger.info("Request %s: retry %d in %.1f s after: %s", request_id, attempt, wait, exc.reason)
+            yield Retrying(exc.reason, wait)
             await asyncio.sleep(wait)
             continue
         break

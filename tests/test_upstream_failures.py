@@ -120,10 +120,15 @@ async def test_rate_limit_with_an_http_date(alice, alice_conversation, upstream)
 @pytest.mark.parametrize("fault", ["flaky-503-2", "flaky-502-1", "flaky-504-1", "flaky-drop-2"])
 async def test_transient_failures_before_the_stream_are_retried(alice, alice_conversation, upstream, fault):
     before = upstream.stats.chat_requests
-    reply, _ = await turn(alice, alice_conversation, unique(f"demo?tokens=6&fault={fault}"))
+    reply, frames = await turn(alice, alice_conversation, unique(f"demo?tokens=6&fault={fault}"))
     assert reply.status == Message.Status.COMPLETE
     assert reply.content == expected(6)
     assert upstream.stats.chat_requests - before == int(fault.rsplit("-", 1)[1]) + 1
+    # The page is told while it waits, and the note goes once the answer starts.
+    notes = re.findall(rf'<p id="m-{reply.pk}-note" class="([^"]*)"[^>]*>([^<]*)</p>', frames)
+    shown = [text for classes, text in notes if "visually-hidden" not in classes]
+    assert shown and all(text.endswith("Trying again now…") for text in shown)
+    assert notes[-1] == ("message-note visually-hidden", "Writing…")
 
 
 async def test_a_rate_limit_is_retried_after_the_wait_it_asks_for(alice, alice_conversation, upstream):

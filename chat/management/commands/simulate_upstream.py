@@ -16,7 +16,7 @@ from chat.simulator import SimulatorConfig, start_simulator
 
 
 class Command(BaseCommand):
-    help = "Serve an OpenAI-compatible chat completions simulator (see chat/simulator.py for faults)."
+    help = "Serve an OpenAI-compatible chat completions simulator (faults: see chat.simulator)."
     requires_system_checks: list[str] = []  # starts fast and works without a database
 
     def add_arguments(self, parser: CommandParser) -> None:
