@@ -44,11 +44,14 @@ def clean_text(text: object) -> str:
     """The message text, or ``ValidationError`` with a sentence the user can act on."""
     if not isinstance(text, str) or not text.strip():
         raise ValidationError("Type a message first.")
-    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
-        raise ValidationError(
-            f"That message is too long ({len(text):,} characters; the limit is "
-            f"{settings.CHAT_MAX_MESSAGE_CHARS:,})."
-        )
+    return _within_limit(text, "That message")
+
+
+def _within_limit(text: str, what: str) -> str:
+    """``text`` with browser line ends made plain, if it is not longer than a message may be."""
+    limit = settings.CHAT_MAX_MESSAGE_CHARS
+    if len(text) > limit:
+        raise ValidationError(f"{what} is too long ({len(text):,} characters; the limit is {limit:,}).")
     return text.replace("\r\n", "\n")
 
 
@@ -236,12 +239,7 @@ def clean_system_prompt(value: object) -> str:
         return ""
     if not isinstance(value, str):
         raise ValidationError("The system prompt must be text.")
-    if len(value) > settings.CHAT_MAX_MESSAGE_CHARS:
-        raise ValidationError(
-            f"The system prompt is too long ({len(value):,} characters; the limit is "
-            f"{settings.CHAT_MAX_MESSAGE_CHARS:,})."
-        )
-    return value.replace("\r\n", "\n")
+    return _within_limit(value, "The system prompt")
 
 
 def conversation_settings_update(
