@@ -190,9 +190,18 @@ class MessageInline(admin.TabularInline):
 
     @admin.display(description="tokens")
     def tokens(self, message: Message) -> str:
-        if message.total_tokens is None:
+        if message.role != Message.Role.ASSISTANT or message.status == Message.Status.STREAMING:
             return "-"
-        return f"{message.prompt_tokens} + {message.completion_tokens} = {message.total_tokens}"
+        if message.total_tokens is None and message.completion_tokens is None:
+            return "not reported"  # the server sent no usage; nothing is estimated
+
+        def shown(count: int | None) -> str:
+            return "?" if count is None else str(count)
+
+        return (
+            f"{shown(message.prompt_tokens)} + {shown(message.completion_tokens)} = "
+            f"{shown(message.total_tokens)}"
+        )
 
 
 @admin.register(Conversation)

@@ -14,12 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple
 
-import httpx
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
-from chat.upstream import Endpoint, describe_status, fetch_model_ids
+from chat.upstream import Endpoint, ModelListError, fetch_model_ids, list_model_ids
 
 if TYPE_CHECKING:
     from chat.models import Provider
@@ -133,14 +132,6 @@ class ModelChoice(NamedTuple):
     model: str
 
 
-class ModelListError(Exception):
-    """The server's model list could not be read; ``reason`` is one sentence for the admin."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 def choice_value(provider_id: int | None, model: str) -> str:
     """The picker's value: the plain id for the environment's server (automation relies on it)."""
     return model if provider_id is None else f"p{provider_id}:{model}"
@@ -157,32 +148,6 @@ def provider_endpoint(provider: Provider) -> Endpoint:
     )
 
 
-def list_model_ids(endpoint: Endpoint, *, timeout: float = LIST_TIMEOUT) -> list[str]:
-    """``GET {base}/models``, sorted ids; ``ModelListError`` with a plain sentence when it fails."""
-    try:
-        response = httpx.get(f"{endpoint.base_url}/models", headers=endpoint.headers(), timeout=timeout)
-    except httpx.TimeoutException:
-        raise ModelListError(f"{endpoint.host} did not answer within {timeout:g} seconds.") from None
-    except httpx.HTTPError as exc:
-        raise ModelListError(
-            f"Could not connect to {endpoint.host} ({str(exc)[:200] or type(exc).__name__})."
-        ) from None
-    if response.status_code != 200:
-        content_type = response.headers.get("content-type", "")
-        raise ModelListError(
-            describe_status(response.status_code, response.content[:65536], content_type, response.headers)
-        )
-    try:
-        listing = response.json()
-    except ValueError:
-        raise ModelListError("The server's model list is not JSON.") from None
-    entries = listing.get("data") if isinstance(listing, dict) else listing
-    if not isinstance(entries, list):
-        raise ModelListError("The server's answer holds no model list.")
-    ids = {entry.get("id") for entry in entries if isinstance(entry, dict)}
-    return sorted(model_id for model_id in ids if isinstance(model_id, str) and 0 < len(model_id) <= 200)
-
-
 def _listing_key(provider: Provider) -> str:
     # Any edit of the provider (address, key, models) changes updated_at, so it is asked afresh.
     return f"chat:models:provider:{provider.pk}:{provider.updated_at.timestamp():.6f}"
@@ -191,7 +156,7 @@ def _listing_key(provider: Provider) -> str:
 def _ask(endpoint: Endpoint) -> tuple[list[str], str]:
     """The ids the server lists and "", or no ids and the sentence saying why."""
     try:
-        return list_model_ids(endpoint), ""
+        return list_model_ids(endpoint, timeout=LIST_TIMEOUT), ""
     except ModelListError as exc:
         return [], exc.reason
 

@@ -16,6 +16,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from chat import fanout, providers, rendering, selectors, services, streaming
 from chat.models import Conversation, Message
@@ -114,7 +115,9 @@ async def stop(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
     for reply in replies:
         if reply.worker:  # this worker's replies are stopped directly, others' through the layer
             await hub.send_command(reply.worker, "stop", reply_id=reply.pk)
-    await sweep(conversation.pk)  # a reply whose worker is gone cannot be stopped: it was interrupted
+    now = timezone.now()
+    if any(reply.lease_expires_at is None or reply.lease_expires_at < now for reply in replies):
+        await sweep(conversation.pk)  # a reply whose worker is gone cannot be stopped: it was interrupted
     return []
 
 

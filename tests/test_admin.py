@@ -278,3 +278,13 @@ def test_conversation_and_messages_show_provider_and_options(staff_client, acme,
     assert "Thinking hard" in page and "req-42" in page and "Acme" in page
     listing = staff_client.get("/admin/chat/message/").content.decode()
     assert "Acme" in listing
+
+
+def test_reply_usage_is_shown_as_reported_or_as_not_reported(staff_client, alice):
+    conversation = Conversation.objects.create(owner=alice, title="Counting", model="m")
+    stored_turn(conversation, "one", "With usage", prompt_tokens=3, completion_tokens=4, total_tokens=7)
+    stored_turn(conversation, "two", "Without usage", reasoning="Let me see", request_id="req_abc123")
+    page = staff_client.get(f"/admin/chat/conversation/{conversation.pk}/change/").content.decode()
+    assert "3 + 4 = 7" in page
+    assert "not reported" in page
+    assert "Let me see" in page and "req_abc123" in page

@@ -237,6 +237,22 @@ async def test_a_page_watching_a_reply_whose_worker_died_is_resynced_when_the_le
     assert reply.status == Message.Status.INTERRUPTED and reply.content == "checkpoint"
 
 
+async def test_stop_on_a_reply_whose_worker_died_ends_it_as_interrupted(alice, alice_conversation):
+    turn = await database_sync_to_async(services.message_post)(
+        conversation=alice_conversation, text="hello", model="demo", worker="worker.gone"
+    )
+    await Message.objects.filter(pk=turn.reply.pk).aupdate(
+        content="checkpoint", lease_expires_at=timezone.now() + timedelta(seconds=0.3)
+    )
+    page, snapshot = await join(alice, alice_conversation)
+    assert 'data-status="streaming"' in snapshot[0]
+    await asyncio.sleep(0.4)  # the lease runs out; no sweep has run yet
+    await page.send_json_to({"action": "stop"})
+    assert await page.receive_output(timeout=5) == {"type": "websocket.close", "code": 4012}
+    reply = await Message.objects.aget(pk=turn.reply.pk)
+    assert reply.status == Message.Status.INTERRUPTED and reply.content == "checkpoint"
+
+
 async def test_a_long_reply_renews_its_lease_and_is_never_swept(
     alice, alice_conversation, upstream, settings
 ):
