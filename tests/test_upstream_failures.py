@@ -21,7 +21,7 @@ import pytest
 from django.utils.html import escape
 
 from chat import streaming
-from chat.models import Message, Provider
+from chat.models import Conversation, Message, Provider
 from chat.simulator import (
     BAD_UTF8_TEXT_DECODED,
     STREAM_ERROR_MESSAGES,
@@ -331,6 +331,18 @@ async def test_a_reply_ended_by_a_limit_is_complete_with_a_notice(
     assert reply.finish_reason == fault.removeprefix("finish-").replace("-", "_")
     assert reply.content == expected(5)
     assert notice in frames
+
+
+async def test_the_conversations_max_tokens_is_sent_and_the_cut_is_shown(alice, alice_conversation, upstream):
+    await Conversation.objects.filter(pk=alice_conversation.pk).aupdate(max_tokens=3, temperature=0.2)
+    reply, frames = await turn(alice, alice_conversation, "demo?tokens=8")
+    assert (upstream.stats.last_chat_body["max_tokens"], upstream.stats.last_chat_body["temperature"]) == (
+        3,
+        0.2,
+    )
+    assert reply.status == Message.Status.COMPLETE and reply.finish_reason == "length"
+    assert reply.content == expected(3)
+    assert "The answer hit the length limit." in frames
 
 
 async def test_a_payload_that_is_not_json_is_skipped_counted_and_logged(

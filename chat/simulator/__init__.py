@@ -30,7 +30,8 @@ Faults (combine with ``+``):
 
 Options besides ``fault``: ``tokens``, ``tps``, ``retry_after`` (the ``Retry-After`` value on 429
 and 503 answers, default ``7`` on 429) and ``retry_after_ms`` (a ``retry-after-ms`` header, which
-then replaces the default ``Retry-After``).
+then replaces the default ``Retry-After``). A request's ``max_tokens`` cuts the reply there with
+``finish_reason: "length"``, as a real server does.
 """
 
 from __future__ import annotations

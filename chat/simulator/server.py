@@ -240,6 +240,10 @@ class Simulator:
             )
             return keep_alive
         tokens = reply_tokens(messages, plan.tokens)
+        limit = body.get("max_tokens")
+        if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < len(tokens):
+            tokens = tokens[:limit]  # as a real server does: stop at the limit and say so
+            plan.finish_reason = "length"
         completion_id = f"chatcmpl-sim-{next(self._ids)}"
         thinking = plan.reasoning + (plan.think or 0)
         usage: dict[str, Any] = {
