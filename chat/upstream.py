@@ -359,6 +359,19 @@ def _duration(seconds: float) -> str:
     return f"{minutes} minutes"
 
 
+def _fastapi_detail(detail: Any) -> str:
+    """FastAPI's ``detail``: a string, or a list of validation errors each with a ``msg``."""
+    if isinstance(detail, list):
+        messages = [
+            f"{'.'.join(map(str, item.get('loc', [])[1:]))}: {item['msg']}".lstrip(": ")
+            for item in detail
+            if isinstance(item, dict) and isinstance(item.get("msg"), str)
+        ]
+        if messages:
+            return "; ".join(messages)
+    return detail if isinstance(detail, str) else json.dumps(detail)
+
+
 def _body_detail(body: bytes, content_type: str) -> str:
     text = body.decode("utf-8", errors="replace").strip()
     if not text:
@@ -372,7 +385,7 @@ def _body_detail(body: bytes, content_type: str) -> str:
             if "error" in parsed:
                 return error_message(parsed["error"])
             if "detail" in parsed:
-                return str(parsed["detail"])[:300]
+                return _fastapi_detail(parsed["detail"])[:300]
     if "html" in content_type or text.lstrip().startswith("<"):
         return ""  # never show a proxy's HTML page, not even as text
     return text[:300]

@@ -265,3 +265,12 @@ def test_which_failures_are_retried_and_how_long_after(settings, error, attempt,
         assert 2**attempt <= result <= 2**attempt * 1.25
     else:
         assert result == wait
+
+
+def test_fastapi_validation_errors_read_as_their_messages():
+    body = (
+        b'{"detail": [{"loc": ["body", "temperature"], "msg": "Input should be less than 2", "type": "x"}]}'
+    )
+    assert describe_status(422, body, "application/json") == (
+        "The model server could not process the request (422). temperature: Input should be less than 2"
+    )

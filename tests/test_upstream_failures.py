@@ -159,6 +159,24 @@ async def test_retries_stop_after_the_configured_number(alice, alice_conversatio
     assert upstream.stats.chat_requests - before == 3
 
 
+async def test_stop_while_waiting_to_retry_ends_the_reply_at_once(
+    alice, alice_conversation, upstream, settings
+):
+    settings.CHAT_RETRY_BACKOFF = 0.8
+    before = upstream.stats.chat_requests
+    communicator, _ = await join(alice, alice_conversation)
+    await send(communicator, TEXT, unique("demo?fault=flaky-503-5"))
+    while "Trying again" not in await communicator.receive_from(timeout=5):
+        pass
+    await communicator.send_json_to({"action": "stop"})
+    await frames_until_final(communicator)
+    await streaming.wait_all()
+    await communicator.disconnect()
+    reply = await latest_reply(alice_conversation)
+    assert reply.status == Message.Status.STOPPED and reply.content == ""
+    assert upstream.stats.chat_requests - before == 1  # the retry never went out
+
+
 async def test_errors_that_would_fail_again_are_not_retried(alice, alice_conversation, upstream):
     before = upstream.stats.chat_requests
     reply, _ = await turn(alice, alice_conversation, unique("demo?fault=flaky-500-1"))
