@@ -227,6 +227,11 @@ class ThinkTags:
         self._state = "start"  # start -> thinking -> after -> content
         self._buffer = ""
 
+    @property
+    def deciding(self) -> bool:
+        """False once the rest of the content is plain text."""
+        return self._state != "content"
+
     def feed(self, text: str) -> list[StreamEvent]:
         if self._state == "content":
             return [TextDelta(text)]
@@ -623,7 +628,8 @@ async def _read_stream(
         events = decoder.feed(raw) if raw is not None else decoder.end()
         for sse in events:
             for item in _events_from(sse):
-                items = think.feed(item.text) if isinstance(item, TextDelta) else [item]
+                # Once the content is known not to open with <think>, text passes straight through.
+                items = think.feed(item.text) if isinstance(item, TextDelta) and think.deciding else (item,)
                 for event in items:
                     if isinstance(event, Done):
                         for held in think.end():
