@@ -66,7 +66,6 @@ class Generation:
     ) -> None:
         self.reply_id: int = reply.pk
         self.conversation_key = reply.conversation_id.hex
-        self.model = reply.model
         self.endpoint = endpoint
         self.hub = hub
         self.request = request
@@ -204,8 +203,10 @@ class Generation:
                 reasoning = "".join(self._pending_reasoning)
                 self._pending.clear()
                 self._pending_reasoning.clear()
-                self._published.append(text)
-                self._reasoning.append(reasoning)
+                if text:
+                    self._published.append(text)
+                if reasoning:
+                    self._reasoning.append(reasoning)
                 self._published_length += len(text) + len(reasoning)
                 self.seq += 1
                 frames = rendering.reasoning_frames(self.reply_id, reasoning) if reasoning else []
