@@ -231,6 +231,11 @@ class Generation:
             if self._closing.is_set() and not self._pending and not self._pending_reasoning:
                 return  # (text that came in while the last frame went out gets its own frame)
 
+    @property
+    def note(self) -> str:
+        """What the page shows under the reply while it waits (empty: nothing)."""
+        return self._note
+
     def _show_note(self, note: str) -> None:
         self._note, self._note_changed = note, True
         self._wake.set()
@@ -351,7 +356,7 @@ async def _snapshot_command(fields: dict[str, Any]) -> dict[str, Any] | None:
     if generation is None:
         return None
     text, reasoning, seq = generation.snapshot()
-    return {"text": text, "reasoning": reasoning, "seq": seq}
+    return {"text": text, "reasoning": reasoning, "seq": seq, "note": generation.note}
 
 
 # --- Shutdown: let running replies finish, then save them as interrupted -------------

@@ -259,7 +259,7 @@ async def snapshot(conversation: Conversation, *, since: int | None) -> Snapshot
             else:
                 result.stale.add(message.pk)  # its worker's sweep or another's will end it
         else:
-            message.content, message.reasoning, result.seen[message.pk] = text_seq
+            message.content, message.reasoning, result.seen[message.pk], message.live_note = text_seq
             live.append(message)
     if since != version:
         result.frames = await database_sync_to_async(rendering.branch_frames)(messages)
@@ -270,13 +270,13 @@ async def snapshot(conversation: Conversation, *, since: int | None) -> Snapshot
     return result
 
 
-async def _live_text(hub: fanout.Hub, message: Message) -> tuple[str, str, int] | None:
+async def _live_text(hub: fanout.Hub, message: Message) -> tuple[str, str, int, str] | None:
     if not message.worker:
         return None
     answer = await hub.ask(message.worker, "snapshot", reply_id=message.pk)
     if answer is None:
         return None
-    return answer["text"], answer.get("reasoning", ""), answer["seq"]
+    return answer["text"], answer.get("reasoning", ""), answer["seq"], answer.get("note", "")
 
 
 def live_text(message: Message) -> None:
@@ -284,3 +284,4 @@ def live_text(message: Message) -> None:
     generation = streaming.running(message.pk)
     if generation is not None:
         message.content, message.reasoning, _ = generation.snapshot()
+        message.live_note = generation.note

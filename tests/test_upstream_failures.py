@@ -168,6 +168,10 @@ async def test_stop_while_waiting_to_retry_ends_the_reply_at_once(
     await send(communicator, TEXT, unique("demo?fault=flaky-503-5"))
     while "Trying again" not in await communicator.receive_from(timeout=5):
         pass
+    # A page that opens now is shown the wait too.
+    second, snapshot = await join(alice, alice_conversation)
+    assert "Trying again" in "".join(snapshot)
+    await second.disconnect()
     await communicator.send_json_to({"action": "stop"})
     await frames_until_final(communicator)
     await streaming.wait_all()
