@@ -149,7 +149,7 @@ def reply_regenerate(
         reply = _new_reply(
             locked, parent_id=original.parent_id, model=model, provider_id=provider_id, worker=worker
         )
-        version = _move_leaf(locked, reply, model=model)
+        version = _move_leaf(locked, reply)
         return PostedTurn(user_message=None, reply=reply, created=True, version=version, forked=True)
 
 
@@ -318,7 +318,7 @@ def _add_turn(
     reply = _new_reply(
         conversation, parent_id=user_message.pk, model=model, provider_id=provider_id, worker=worker
     )
-    version = _move_leaf(conversation, reply, model=model, title=text)
+    version = _move_leaf(conversation, reply, title=text)
     return PostedTurn(user_message=user_message, reply=reply, created=True, version=version)
 
 
@@ -337,11 +337,12 @@ def _new_reply(
     )
 
 
-def _move_leaf(conversation: Conversation, reply: Message, *, model: str, title: str = "") -> int:
+def _move_leaf(conversation: Conversation, reply: Message, *, title: str = "") -> int:
+    """Show the branch ending at ``reply``; its model and provider become the conversation's choice."""
     conversation.version += 1
     fields = {
         "current_leaf_id": reply.pk,
-        "model": model,
+        "model": reply.model,
         "provider_id": reply.provider_id,
         "version": conversation.version,
         "updated_at": timezone.now(),
