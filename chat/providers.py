@@ -105,8 +105,7 @@ def model_options() -> list[ModelOption]:
     ids = cache.get(cache_key)
     if ids is None:
         ids = fetch_model_ids(endpoint)
-        # A server that lists nothing is asked again sooner than one that answered.
-        cache.set(cache_key, ids, settings.CHAT_MODELS_CACHE_SECONDS if ids else 30)
+        _cache_listing(cache_key, ids)
     if settings.CHAT_MODEL not in ids:
         ids = [settings.CHAT_MODEL, *ids]
     return [ModelOption(id=model_id, label=model_label(model_id, endpoint)) for model_id in ids]
@@ -178,7 +177,12 @@ def check_model_lists(providers: list[Provider]) -> list[tuple[Provider, list[st
 
 
 def remember_listing(provider: Provider, ids: list[str]) -> None:
-    cache.set(_listing_key(provider), ids, settings.CHAT_MODELS_CACHE_SECONDS if ids else FAILED_LIST_SECONDS)
+    _cache_listing(_listing_key(provider), ids)
+
+
+def _cache_listing(key: str, ids: list[str]) -> None:
+    """A server that listed nothing (or failed) is asked again sooner than one that answered."""
+    cache.set(key, ids, settings.CHAT_MODELS_CACHE_SECONDS if ids else FAILED_LIST_SECONDS)
 
 
 def cached_listing(provider: Provider) -> list[str] | None:
