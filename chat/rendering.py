@@ -27,22 +27,27 @@ BATCH_BYTES = 256 * 1024  # messages redrawn together per frame, up to about thi
 
 def delta_frame(message_id: int, text: str) -> str:
     """Append ``text`` to the ``m-<id>-body`` element of a reply (``text`` within the frame limit)."""
-    return f'<span id="m-{message_id}-body" hx-swap-oob="beforeend">{escape(text)}</span>'
+    return _append_frame(f"m-{message_id}-body", text)
 
 
 def delta_frames(message_id: int, text: str) -> list[str]:
     """Append ``text`` of any length, in as many frames as the size limit needs."""
-    return [
-        delta_frame(message_id, text[start : start + MAX_FRAME_CHARS])
-        for start in range(0, len(text), MAX_FRAME_CHARS)
-    ]
+    return _append_frames(f"m-{message_id}-body", text)
 
 
 def reasoning_frames(message_id: int, text: str) -> list[str]:
     """Append ``text`` to the reply's "Thinking" section (``m-<id>-reasoning``)."""
-    parts = (text[start : start + MAX_FRAME_CHARS] for start in range(0, len(text), MAX_FRAME_CHARS))
+    return _append_frames(f"m-{message_id}-reasoning", text)
+
+
+def _append_frame(element_id: str, text: str) -> str:
+    return f'<span id="{element_id}" hx-swap-oob="beforeend">{escape(text)}</span>'
+
+
+def _append_frames(element_id: str, text: str) -> list[str]:
     return [
-        f'<span id="m-{message_id}-reasoning" hx-swap-oob="beforeend">{escape(part)}</span>' for part in parts
+        _append_frame(element_id, text[start : start + MAX_FRAME_CHARS])
+        for start in range(0, len(text), MAX_FRAME_CHARS)
     ]
 
 
