@@ -9,13 +9,33 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from chat import providers
 from chat.models import Conversation, Message, Provider
+from chat.storable import storable_json
 from chat.upstream import RESERVED_FIELDS
+
+
+class JSONObjectField(forms.JSONField):
+    """Django's JSON field, also answering JSON nested too deep to parse with a form error (not a 500)."""
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError("That JSON is nested too deeply.", code="invalid") from None
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            value = super().bound_data(data, initial)
+        except RecursionError:
+            return InvalidJSONInput(data)  # shown back as typed, beside the error
+        # Shown back on a form with errors: as it would be stored (a lone surrogate cannot be sent).
+        return value if isinstance(value, InvalidJSONInput) else storable_json(value)
 
 
 class ProviderForm(forms.ModelForm):
@@ -32,6 +52,7 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
+        field_classes = {"extra_fields": JSONObjectField}
         fields = (
             "name",
             "base_url",
@@ -67,7 +88,7 @@ class ProviderForm(forms.ModelForm):
                 f"These fields are set by the app for every request and cannot be changed here: "
                 f"{', '.join(reserved)}."
             )
-        return extra
+        return storable_json(extra)  # stored, and sent in every request: no NUL, no lone surrogate
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -52,16 +52,26 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.send(text_data=frame)
 
     def _since(self) -> int | None:
-        values = parse_qs(self.scope.get("query_string", b"").decode()).get("since")
-        return int(values[0]) if values and values[0].isdigit() else None
+        """The version the page shows, from ``?since=``; anything else means it shows nothing yet."""
+        query = self.scope.get("query_string", b"").decode("latin-1")
+        values = parse_qs(query, errors="replace").get("since")
+        if values and values[0].isascii() and values[0].isdigit() and len(values[0]) <= 20:
+            return int(values[0])
+        return None
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "hub", None) is not None:
             await self.hub.unsubscribe(self.key, self)
 
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        # Every frame gets an answer, binary and empty ones too (the base class raises on them).
+        await self.receive_json(await self.decode_json(text_data) if text_data else None)
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):
-            await self.send(text_data=rendering.notice_frame("That request was not understood."))
+            await self.send(text_data=rendering.notice_frame(turns.NOT_UNDERSTOOD))
             return
         for frame in await turns.handle(self.conversation, content):
             await self.send(text_data=frame)
@@ -69,7 +79,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def decode_json(self, text_data: str) -> Any:
         try:
             return await super().decode_json(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             return None
 
     # --- fanout.Subscriber ---

@@ -266,8 +266,8 @@ def parse_choice(value: object, *, default_provider_id: int | None, default_mode
     """
     if value is None or value == "":
         return ModelChoice(default_provider_id, default_model)
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(CHOOSE_FROM_LIST)
+    if not isinstance(value, str) or not value.strip() or not value.strip().isprintable():
+        raise ValidationError(CHOOSE_FROM_LIST)  # (no model id holds control characters or NUL)
     match = PROVIDER_VALUE.fullmatch(value.strip())
     if match is None:
         if len(value) > 200:

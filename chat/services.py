@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from chat import selectors
 from chat.models import Conversation, Message
+from chat.storable import storable
 
 TITLE_LENGTH = 60
 
@@ -48,11 +49,11 @@ def clean_text(text: object) -> str:
 
 
 def _within_limit(text: str, what: str) -> str:
-    """``text`` with browser line ends made plain, if it is not longer than a message may be."""
+    """``text`` made storable, with browser line ends made plain, if it is not longer than allowed."""
     limit = settings.CHAT_MAX_MESSAGE_CHARS
     if len(text) > limit:
         raise ValidationError(f"{what} is too long ({len(text):,} characters; the limit is {limit:,}).")
-    return text.replace("\r\n", "\n")
+    return storable(text).replace("\r\n", "\n")
 
 
 def clean_client_id(client_id: object) -> uuid.UUID | None:
@@ -392,6 +393,26 @@ class ReplyEnding:
     duration_ms: int | None = None
     skipped_chunks: int = 0
     request_id: str = ""
+
+
+SAVE_FAILED = "The reply could not be saved as it was written; the text so far is kept."
+
+
+def ending_attempts(ending: ReplyEnding) -> list[ReplyEnding]:
+    """How to record ``ending``, in order: as it is, then as storable text, then as an error.
+
+    The last two keep the text so far (stored from the reply's last checkpoint if even the
+    storable text is refused), so a reply never ends with nothing because of what it holds.
+    """
+    clean = replace(
+        ending,
+        text=storable(ending.text) if ending.text is not None else None,
+        reasoning=storable(ending.reasoning),
+        error=storable(ending.error),
+        finish_reason=storable(ending.finish_reason)[: Message._meta.get_field("finish_reason").max_length],
+    )
+    failed = replace(clean, status=Message.Status.ERROR, error=SAVE_FAILED, finish_reason="")
+    return [ending, clean, failed, replace(failed, text=None)]
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from django.conf import settings
 
 from chat import fanout, providers, rendering, selectors, services
 from chat.models import Message
+from chat.storable import storable
 from chat.upstream import (
     ChatRequest,
     Endpoint,
@@ -56,6 +57,8 @@ def in_worker_thread(func: Any) -> Any:
 
 
 UNEXPECTED_ERROR = "Something went wrong while writing the reply; the text so far is kept."
+# Seconds before each attempt to record an ending (``services.ending_attempts``).
+ENDING_PAUSES = (0.0, 0.1, 0.5, 2.0)
 
 
 class Generation:
@@ -85,6 +88,7 @@ class Generation:
         self._saved_length = 0
         self._saved_at = time.monotonic()
         self._save_task: asyncio.Task[None] | None = None
+        self._checkpoint_failed = False
         self._cancel_status = Message.Status.STOPPED
         self.task: asyncio.Task[None] | None = None
 
@@ -163,9 +167,18 @@ class Generation:
         finally:
             self._closing.set()
             self._wake.set()
-            await asyncio.shield(publisher)
+            try:
+                await asyncio.shield(publisher)
+            except Exception:
+                logger.exception("Reply %s (%s): publishing failed", self.reply_id, self.request_id)
+                status, error = Message.Status.ERROR, UNEXPECTED_ERROR
+            # Text that was read but not yet published is part of the reply all the same.
+            self._published.extend(self._pending)
+            self._reasoning.extend(self._pending_reasoning)
+            self._pending.clear()
+            self._pending_reasoning.clear()
             if self._save_task is not None:
-                await asyncio.shield(self._save_task)
+                await asyncio.shield(self._save_task)  # (it never raises: failures are logged)
             ending = services.ReplyEnding(
                 status=status,
                 text=self.published_text,
@@ -255,23 +268,62 @@ class Generation:
         reasoning = self.published_reasoning if grown and self._reasoning else None
         self._saved_length = self._published_length
         self._saved_at = time.monotonic()
-        self._save_task = asyncio.create_task(
-            in_worker_thread(services.reply_checkpoint)(
+        self._save_task = asyncio.create_task(self._checkpoint(text, reasoning))
+
+    async def _checkpoint(self, text: str | None, reasoning: str | None) -> None:
+        """One checkpoint; a failed one is logged and written again (as storable text) next interval."""
+        if self._checkpoint_failed:
+            text = storable(text) if text is not None else None
+            reasoning = storable(reasoning) if reasoning is not None else None
+        try:
+            await in_worker_thread(services.reply_checkpoint)(
                 reply_id=self.reply_id, text=text, reasoning=reasoning
             )
-        )
+        except Exception:
+            logger.exception(
+                "Reply %s (%s): could not save a checkpoint; trying again", self.reply_id, self.request_id
+            )
+            self._checkpoint_failed = True
+            self._saved_length = -1  # so the next interval writes the text again
+        else:
+            self._checkpoint_failed = False
 
     async def _finish(self, ending: services.ReplyEnding) -> None:
-        try:
-            ended = await in_worker_thread(services.reply_finish)(reply_id=self.reply_id, ending=ending)
-            if ended is not None:
-                await publish_ending(ended)
-        except Exception:
-            logger.exception("Could not record the ending of reply %s", self.reply_id)
+        await record_ending(self.reply_id, ending, request_id=self.request_id)
 
 
 def _request(reply_id: int) -> ChatRequest:
     return selectors.reply_request(reply=Message.objects.select_related("conversation").get(pk=reply_id))
+
+
+async def record_ending(reply_id: int, ending: services.ReplyEnding, *, request_id: str = "") -> bool:
+    """Record how a reply ended and tell its pages; False when no attempt could be stored.
+
+    The ending is the one write that must land: each failed attempt is logged and the next one
+    (``services.ending_attempts``) asks less of the database, after a short pause in which a
+    lock or a lost connection may pass: storable text, then an error that keeps the text so far.
+    """
+    for pause, attempt in zip(ENDING_PAUSES, services.ending_attempts(ending), strict=True):
+        await asyncio.sleep(pause)
+        try:
+            ended = await in_worker_thread(services.reply_finish)(reply_id=reply_id, ending=attempt)
+        except Exception:
+            logger.exception(
+                "Reply %s (%s): could not record its ending as %s", reply_id, request_id, attempt.status
+            )
+            continue
+        if ended is not None:
+            try:
+                await publish_ending(ended)
+            except Exception:
+                logger.exception("Reply %s (%s): could not publish its ending", reply_id, request_id)
+        return True
+    logger.error(
+        "Reply %s (%s): no ending could be recorded; the sweep will end it from its last checkpoint",
+        reply_id,
+        request_id,
+    )
+    return False
 
 
 async def publish_ending(ended: services.EndedReply) -> None:

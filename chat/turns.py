@@ -27,18 +27,26 @@ logger = logging.getLogger(__name__)
 
 RESTARTING = "The server is restarting; send your message again in a moment."
 NOTHING_TO_STOP = "Nothing is being written right now."
+NOT_UNDERSTOOD = "That request was not understood."
+FAILED = "Something went wrong with that request; reload the page and try again."
 
 
 async def handle(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
-    """Carry out one request from a page's socket; return the frames for that page alone."""
+    """Carry out one request from a page's socket; return the frames for that page alone.
+
+    Every request gets an answer and leaves the socket usable, whatever its fields hold.
+    """
     action = fields.get("action") or "send"
-    handler = _ACTIONS.get(action)
+    handler = _ACTIONS.get(action) if isinstance(action, str) else None
     if handler is None:
-        return [rendering.notice_frame("That request was not understood.")]
+        return [rendering.notice_frame(NOT_UNDERSTOOD)]
     try:
         return await handler(conversation, fields)
     except ValidationError as exc:
         return [rendering.notice_frame(exc.messages[0])]
+    except Exception:
+        logger.exception("Conversation %s: the request %r failed", conversation.pk, action)
+        return [rendering.notice_frame(FAILED)]
 
 
 async def post_message(conversation: Conversation, fields: dict[str, Any]) -> list[str]:

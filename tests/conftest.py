@@ -1,13 +1,30 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth import get_user_model
+from hypothesis import settings as hypothesis_settings
 
 from chat import services
 from chat.models import Conversation
 from chat.simulator import SimulatorConfig, SimulatorThread
+from tests.fuzzing import LoopRunner
+
+# Property-based tests draw the same examples on every run, so a red run is one anyone can repeat;
+# HYPOTHESIS_PROFILE=explore draws new ones, ten times as many.
+hypothesis_settings.register_profile("repeatable", derandomize=True, max_examples=60, print_blob=True)
+hypothesis_settings.register_profile("explore", max_examples=600, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+
+
+@pytest.fixture
+def runner() -> Iterator[LoopRunner]:
+    """One event loop for every example of a property-based test, as one worker has one."""
+    loop_runner = LoopRunner()
+    yield loop_runner
+    loop_runner.close()
 
 
 @pytest.fixture

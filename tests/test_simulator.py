@@ -723,6 +723,48 @@ async def test_bad_utf8_as_the_first_chunk_announces_the_role(client: httpx.Asyn
     ]
 
 
+@pytest.mark.parametrize(
+    ("fault", "escapes", "decoded"),
+    [
+        ("nul-2", [rb'"NUL:\u0000."'], ["NUL:\x00."]),
+        ("surrogate-2", [rb'"cut:\ud83d."'], ["cut:\ud83d."]),
+        ("split-surrogate-2", [rb'"emoji:\ud83d"', rb'"\ude00."'], ["emoji:\ud83d", "\ude00."]),
+    ],
+)
+async def test_unstorable_text_faults_write_json_escapes(
+    client: httpx.AsyncClient, fault: str, escapes: list[bytes], decoded: list[str]
+) -> None:
+    _, pieces, error = await stream_raw(client, f"demo?fault={fault}")
+    assert error is None
+    raw = b"".join(pieces)
+    raw.decode("utf-8")  # the wire is valid UTF-8: only the JSON escapes carry what databases refuse
+    for escape in escapes:
+        assert escape in raw
+    items = payloads(raw)
+    expected = reply_tokens(MESSAGES, TOKENS)
+    assert content_of(items) == "".join(expected[:2]) + "".join(decoded) + "".join(expected[2:])
+    assert items[-1] == "[DONE]"
+
+
+async def test_given_chunks_are_the_whole_stream(client: httpx.AsyncClient) -> None:
+    chunks = ["a\x00", "\udead", {"choices": [{"index": 0, "delta": {}, "finish_reason": "odd"}]}]
+    _, pieces, error = await stream_raw(client, "demo", simulator={"chunks": json.dumps(chunks)})
+    assert error is None
+    items = payloads(b"".join(pieces))
+    assert content_of(items) == "a\x00\udead"
+    assert finish_reasons(items) == ["odd"]  # none of the simulator's own, and no usage
+    assert items[-1] == "[DONE]" and not any(isinstance(i, dict) and "usage" in i for i in items)
+
+
+@pytest.mark.parametrize("chunks", ["not json", json.dumps({"a": 1}), json.dumps([1, 2]), 7])
+async def test_chunks_that_are_not_a_list_of_strings_and_objects_are_refused(
+    client: httpx.AsyncClient, chunks: object
+) -> None:
+    response = await client.post("/chat/completions", json=chat_body(simulator={"chunks": chunks}))
+    assert response.status_code == 400
+    assert "'chunks'" in response.json()["error"]["message"]
+
+
 # --- errors inside the stream --------------------------------------------------------------------
 
 

@@ -19,13 +19,13 @@ from chat.upstream import (
     ThinkTags,
     UpstreamError,
     Usage,
-    _retry_wait,
     build_payload,
     describe_status,
     parse_chunk,
     parse_data,
     retry_after_seconds,
 )
+from chat.upstream.client import _retry_wait
 
 ARCEE_EXAMPLE = (
     b'data: {"choices": [{"delta": {"content": "Hello"}}]}\n'

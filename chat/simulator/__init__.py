@@ -24,13 +24,19 @@ Faults (combine with ``+``):
 - the stream's content: ``reasoning-<n>`` (``delta.reasoning_content``), ``reasoning-field-<n>``
   (``delta.reasoning``), ``think-<n>`` (a ``<think>`` block, tags split across chunks),
   ``not-json-<n>`` and ``bad-utf8-<n>`` (one broken event after n content tokens, then the rest),
+  ``nul-<n>``, ``surrogate-<n>`` and ``split-surrogate-<n>`` (after n content tokens, content
+  holding a ``\\u0000`` escape, a high surrogate whose low half never comes, or an emoji whose
+  two halves arrive in separate chunks),
   ``finish-length``, ``finish-content-filter``, ``no-usage``, ``usage-null-choices``, ``no-done``;
 - the wire: ``split-bytes``, ``crlf``, ``cr``, ``comments``, ``slow-first-<ms>`` (headers at once,
   first token late), ``slow-headers-<ms>`` (nothing at all until then).
 
-Options besides ``fault``: ``tokens``, ``tps``, ``retry_after`` (the ``Retry-After`` value on 429
-and 503 answers, default ``7`` on 429) and ``retry_after_ms`` (a ``retry-after-ms`` header, which
-then replaces the default ``Retry-After``). A request's ``max_tokens`` cuts the reply there with
+Options besides ``fault``: ``chunks`` (a JSON array, or its text, streamed instead of the reply:
+a string is one content delta, written with JSON escapes; an object is a whole chunk; then
+``[DONE]``, with no finish or usage chunk of the simulator's own),
+``tokens``, ``tps``, ``retry_after`` (the ``Retry-After`` value on 429 and 503 answers, default
+``7`` on 429) and ``retry_after_ms`` (a ``retry-after-ms`` header, which then replaces the
+default ``Retry-After``). A request's ``max_tokens`` cuts the reply there with
 ``finish_reason: "length"``, as a real server does.
 """
 
@@ -41,9 +47,12 @@ from chat.simulator.plan import (
     BAD_UTF8_TEXT_DECODED,
     FAULT_NAMES,
     NOT_JSON_DATA,
+    NUL_TEXT,
+    SPLIT_SURROGATE_PIECES,
     STREAM_ERROR_MESSAGES,
     STREAM_ERROR_PAYLOADS,
     STREAM_ERROR_SHAPES,
+    SURROGATE_TEXT,
     SimulatorConfig,
 )
 from chat.simulator.replies import reasoning_text, reasoning_tokens, reply_text, reply_tokens
@@ -56,9 +65,12 @@ __all__ = [
     "BAD_UTF8_TEXT_DECODED",
     "FAULT_NAMES",
     "NOT_JSON_DATA",
+    "NUL_TEXT",
+    "SPLIT_SURROGATE_PIECES",
     "STREAM_ERROR_MESSAGES",
     "STREAM_ERROR_PAYLOADS",
     "STREAM_ERROR_SHAPES",
+    "SURROGATE_TEXT",
     "Simulator",
     "SimulatorConfig",
     "SimulatorStats",

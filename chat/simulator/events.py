@@ -9,8 +9,11 @@ from typing import Any
 from chat.simulator.plan import (
     BAD_UTF8_BYTES,
     NOT_JSON_DATA,
+    NUL_TEXT,
+    SPLIT_SURROGATE_PIECES,
     STREAM_ERROR_MESSAGES,
     STREAM_ERROR_PAYLOADS,
+    SURROGATE_TEXT,
     _Plan,
 )
 from chat.simulator.replies import _think_pieces, reasoning_tokens
@@ -60,11 +63,16 @@ def _reply_events(
     """
     role_sent = False
 
-    def chunk(delta: dict[str, Any]) -> bytes:
+    def chunk(delta: dict[str, Any], *, ascii: bool = False) -> bytes:
+        """One content chunk; ``ascii`` writes every non-ASCII character as a JSON escape."""
         nonlocal role_sent
         if not role_sent:  # the first chunk of the stream announces the role, whatever it carries
             delta, role_sent = {"role": "assistant", **delta}, True
-        return event(prefix + _json([{"index": 0, "delta": delta, "finish_reason": None}]) + b"}")
+        choices = [{"index": 0, "delta": delta, "finish_reason": None}]
+        return event(prefix + (_ascii_json(choices) if ascii else _json(choices)) + b"}")
+
+    def escaped(whole: dict[str, Any]) -> bytes:
+        return event(_ascii_json(whole))
 
     for token in reasoning_tokens(plan.reasoning):
         if plan.reasoning_key == "reasoning_content":  # DeepSeek and vLLM send "content": null beside it
@@ -74,7 +82,20 @@ def _reply_events(
     if plan.think is not None:
         for piece in _think_pieces(plan.think):
             yield chunk({"content": piece}), True
+    if plan.chunks is not None:
+        for item in plan.chunks:
+            yield (escaped(item) if isinstance(item, dict) else chunk({"content": item}, ascii=True)), True
+        return
+    escaped_extras = (
+        (plan.nul_after, (NUL_TEXT,)),
+        (plan.surrogate_after, (SURROGATE_TEXT,)),
+        (plan.split_surrogate_after, SPLIT_SURROGATE_PIECES),
+    )
     for sent in range(len(content) + 1):
+        for after, pieces in escaped_extras:
+            if after is not None and min(after, len(content)) == sent:
+                for piece in pieces:
+                    yield chunk({"content": piece}, ascii=True), False
         if plan.not_json_after is not None and min(plan.not_json_after, len(content)) == sent:
             yield event(NOT_JSON_DATA), False
         if plan.bad_utf8_after is not None and min(plan.bad_utf8_after, len(content)) == sent:
@@ -86,6 +107,11 @@ def _reply_events(
             yield event(prefix + b'[{"index":0,"delta":' + delta + b',"finish_reason":null}]}'), False
         if sent < len(content):
             yield chunk({"content": content[sent]}), True
+
+
+def _ascii_json(value: Any) -> bytes:
+    """JSON with every character outside ASCII escaped: how a lone surrogate can go on the wire."""
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode()
 
 
 def _stream_error_event(shape: str, event: _Events) -> bytes:

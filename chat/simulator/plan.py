@@ -5,6 +5,7 @@ The fault constants live here too, so tests can compare what a client reports wi
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ FAULT_NAMES = (
     "think-<n>",
     "not-json-<n>",
     "bad-utf8-<n>",
+    "nul-<n>",
+    "surrogate-<n>",
+    "split-surrogate-<n>",
     "finish-length",
     "finish-content-filter",
     "no-usage",
@@ -98,6 +102,13 @@ NOT_JSON_DATA = '{"choices": [{"delta": {"content": "unterminated'
 BAD_UTF8_BYTES = b"ok\xff\xfe!"
 BAD_UTF8_TEXT_DECODED = BAD_UTF8_BYTES.decode("utf-8", errors="replace")  # "ok\ufffd\ufffd!"
 
+# ``nul-<n>``, ``surrogate-<n>`` and ``split-surrogate-<n>``: extra content written with JSON escapes,
+# as servers send them: a NUL, a high surrogate whose other half never comes (a character cut in
+# two), and an emoji whose two surrogate halves arrive in separate chunks.
+NUL_TEXT = "NUL:\x00."
+SURROGATE_TEXT = "cut:\ud83d."
+SPLIT_SURROGATE_PIECES = ("emoji:\ud83d", "\ude00.")
+
 
 @dataclass(frozen=True)
 class SimulatorConfig:
@@ -135,6 +146,10 @@ class _Plan:
     think: int | None = None
     not_json_after: int | None = None
     bad_utf8_after: int | None = None
+    nul_after: int | None = None
+    surrogate_after: int | None = None
+    split_surrogate_after: int | None = None
+    chunks: list[Any] | None = None  # the ``chunks`` option: sent instead of the reply's tokens
     finish_reason: str = "stop"
     no_usage: bool = False
     usage_null_choices: bool = False
@@ -180,7 +195,7 @@ _FAULT_FLAGS = {
 _FAULT_WITH_NUMBER = re.compile(
     r"(?P<kind>status|html-status|detail-status|text-status|cut-off-after|stall-after|error-event-after"
     r"|event-error-after|error-field-after|stream-error-(?P<shape>[a-z0-9]+)-after|reasoning|reasoning-field"
-    r"|think|not-json|bad-utf8|flaky-(?P<flaky>drop|\d{1,3})|slow-first|slow-headers)-(?P<number>\d{1,9})"
+    r"|think|not-json|bad-utf8|nul|surrogate|split-surrogate|flaky-(?P<flaky>drop|\d{1,3})|slow-first|slow-headers)-(?P<number>\d{1,9})"
 )
 # Faults whose number is simply stored on the plan.
 _NUMBER_FIELDS = {
@@ -189,6 +204,9 @@ _NUMBER_FIELDS = {
     "error-event-after": "error_after",
     "not-json": "not_json_after",
     "bad-utf8": "bad_utf8_after",
+    "nul": "nul_after",
+    "surrogate": "surrogate_after",
+    "split-surrogate": "split_surrogate_after",
     "think": "think",
     "slow-first": "slow_first_ms",
     "slow-headers": "slow_headers_ms",
@@ -280,6 +298,21 @@ def _as_float(key: str, value: Any) -> float:
     return number
 
 
+def _as_chunks(value: Any) -> list[Any]:
+    """The ``chunks`` option: a JSON array, or its text (in which escapes such as ``\\udead`` survive).
+
+    A string item is one content delta; an object is a whole chunk, sent as it is.
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, list) or not all(isinstance(item, str | dict) for item in value):
+        raise _HttpError(400, "Simulator option 'chunks' must be a JSON array of strings and objects.")
+    return value
+
+
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*")
 
 
@@ -312,6 +345,8 @@ def _plan_for(config: SimulatorConfig, model: str, overrides: Any) -> _Plan:
         plan.retry_after = _as_header_value("retry_after", options["retry_after"])
     if "retry_after_ms" in options:
         plan.retry_after_ms = _as_header_value("retry_after_ms", options["retry_after_ms"])
+    if "chunks" in options:
+        plan.chunks = _as_chunks(options["chunks"])
     fault = options.get("fault", config.fault)
     if not isinstance(fault, str):
         raise _HttpError(400, "Simulator option 'fault' must be a string.")

@@ -424,9 +424,10 @@ class Simulator:
             if not plan.no_done:
                 await wire.send(event("[DONE]"))
         else:
-            finish = [{"index": 0, "delta": {}, "finish_reason": plan.finish_reason}]
-            await wire.send(event(prefix + _json(finish) + b"}"))
-            if include_usage and not plan.no_usage:
+            if plan.chunks is None:  # (given chunks are the whole stream: they finish it, or not)
+                finish = [{"index": 0, "delta": {}, "finish_reason": plan.finish_reason}]
+                await wire.send(event(prefix + _json(finish) + b"}"))
+            if include_usage and not plan.no_usage and plan.chunks is None:
                 choices = b"null" if plan.usage_null_choices else b"[]"
                 await wire.send(event(prefix + choices + b',"usage":' + _json(usage) + b"}"))
             if not plan.no_done:

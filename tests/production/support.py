@@ -426,6 +426,10 @@ class Database:
             cursor = await conn.execute(query, params)
             return await cursor.fetchall()
 
+    async def execute(self, statement: str, *params: object) -> None:
+        async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
+            await conn.execute(statement, params)
+
     async def reply(self, reply_id: int) -> dict[str, Any]:
         (row,) = await self.rows("SELECT * FROM chat_message WHERE id = %s", reply_id)
         return row
