@@ -153,6 +153,10 @@ class Message(models.Model):
     )
     # The model's reasoning ("Thinking"), shown apart from the answer and never sent back upstream.
     reasoning = models.TextField(blank=True)
+    # A finished reply's answer and reasoning as sanitized HTML (chat.markdown), written with its
+    # ending, so showing it renders nothing again.
+    content_html = models.TextField(blank=True, editable=False)
+    reasoning_html = models.TextField(blank=True, editable=False)
     finish_reason = models.CharField(max_length=40, blank=True)
     error = models.TextField(blank=True, help_text="Plain-language reason shown to the user.")
     # Token counts as the server reported them; None when it reported none (never estimated).
@@ -192,6 +196,14 @@ class Message(models.Model):
     @property
     def is_streaming(self) -> bool:
         return self.status == self.Status.STREAMING
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """How fast the answer came once it had started (needs the server's token count)."""
+        if not self.completion_tokens or self.duration_ms is None or self.first_token_ms is None:
+            return None
+        streaming_ms = self.duration_ms - self.first_token_ms
+        return self.completion_tokens * 1000 / streaming_ms if streaming_ms > 0 else None
 
     @property
     def finish_notice(self) -> str:

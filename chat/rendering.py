@@ -1,43 +1,128 @@
-"""HTML sent over the socket: frames that append to a reply, add or redraw messages, end a reply.
+"""HTML sent over the socket: frames that grow a reply, add or redraw messages, end a reply.
 
-Model output is untrusted: every piece of it that reaches a page is escaped
-here or by the templates' autoescaping, so nothing it writes can add markup.
-The markup itself lives in the templates (``chat/_message.html`` and the
-partials of ``chat/chat.html``); only the per-token frame is built here, by
-hand, because it is the hot path.
+Model output is untrusted: a reply's text reaches a page only as ``chat.markdown``'s sanitized HTML
+or escaped here (the open tail of a streaming reply), so nothing it writes can add markup. The
+markup itself lives in the templates (``chat/_message.html`` and the partials of
+``chat/chat.html``); only the per-token frames are built here, by hand, because they are the hot
+path.
 
-Daphne refuses WebSocket messages over 1 MiB, so no frame carries more than
-``MAX_FRAME_CHARS`` characters of text (escaping grows text at most six-fold):
-a longer text goes out as the element with its first part, then append frames.
+A streaming reply's body holds its finished blocks and then its open tail (``m-<id>-tail``); an
+``incremental.Update`` becomes one frame that inserts blocks before the tail, resets it, or appends
+to it (``chat.incremental`` says why this is linear). Appended text goes out in pieces of at most
+``MAX_FRAME_CHARS`` characters, well under Daphne's 1 MiB (escaping grows text at most six-fold).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.template.loader import render_to_string
 from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 
-from chat import selectors
+from chat import incremental, markdown, oob, selectors
+from chat.incremental import IncrementalMarkdown, Tail, Update
 from chat.models import Message
 
 MAX_FRAME_CHARS = 100_000
 BATCH_BYTES = 256 * 1024  # messages redrawn together per frame, up to about this much markup
 
 
-def delta_frame(message_id: int, text: str) -> str:
-    """Append ``text`` to the ``m-<id>-body`` element of a reply (``text`` within the frame limit)."""
-    return _append_frame(f"m-{message_id}-body", text)
+@dataclass(frozen=True, slots=True)
+class Part:
+    """The element ids of one rendered text of a reply: its answer (body) or its reasoning."""
+
+    container: str
+    tail: str
+    code: str
 
 
-def delta_frames(message_id: int, text: str) -> list[str]:
-    """Append ``text`` of any length, in as many frames as the size limit needs."""
-    return _append_frames(f"m-{message_id}-body", text)
+def body_part(message_id: int) -> Part:
+    return Part(f"m-{message_id}-body", f"m-{message_id}-tail", f"m-{message_id}-code")
 
 
-def reasoning_frames(message_id: int, text: str) -> list[str]:
-    """Append ``text`` to the reply's "Thinking" section (``m-<id>-reasoning``)."""
-    return _append_frames(f"m-{message_id}-reasoning", text)
+def reasoning_part(message_id: int) -> Part:
+    return Part(f"m-{message_id}-reasoning", f"m-{message_id}-rtail", f"m-{message_id}-rcode")
+
+
+def update_frames(part: Part, update: Update) -> list[str]:
+    """What a page does for ``update``, as frames: one, unless there is a lot of it."""
+    prefix = f"{part.container}-{secrets.token_hex(3)}"  # ids for the shells of oversized elements
+    if update.replace is not None:
+        return oob.frames(part.container, "innerHTML", update.replace, prefix=prefix)
+    frames: list[str] = []
+    if update.blocks:
+        frames += oob.frames(part.tail, "beforebegin", update.blocks, prefix=prefix)
+    if update.tail is not None:
+        frames += oob.frames(part.tail, "innerHTML", tail_inner(part, update.tail), prefix=prefix)
+    if update.append:
+        frames += _append_frames(part.code if update.code else part.tail, update.append)
+    if update.ended:
+        frames.append(f'<div id="{part.tail}" hx-swap-oob="delete"></div>')
+    return _merged(frames)
+
+
+def _merged(frames: list[str]) -> list[str]:
+    """Consecutive frames joined into one socket message while it stays well under the limit."""
+    merged: list[str] = []
+    for frame in frames:
+        if merged and (len(merged[-1]) + len(frame)) * 4 <= oob.MAX_FRAME_BYTES:
+            merged[-1] += frame
+        else:
+            merged.append(frame)
+    return merged
+
+
+def tail_inner(part: Part, tail: Tail) -> str:
+    """The open tail's contents: its text as typed, or the code of an open fence (trusted markup)."""
+    if tail.language is None:
+        return escape(tail.text)
+    label = escape(tail.language) if tail.language else "code"
+    return (
+        '<div class="code-block code-open">'
+        f'<div class="code-head"><span class="code-lang">{label}</span></div>'
+        f'<pre class="highlight"><code id="{part.code}">{escape(tail.text)}</code></pre></div>'
+    )
+
+
+def live_html(part: Part, rendering: IncrementalMarkdown) -> str:
+    """A streaming text as a page shows it: its finished blocks, then its open tail."""
+    tail = rendering.tail
+    if tail is None:
+        return rendering.html()
+    return f'{rendering.html()}<div class="md-tail" id="{part.tail}">{tail_inner(part, tail)}</div>'
+
+
+def reply_html(message: Message) -> tuple[SafeString, SafeString]:
+    """The answer and the reasoning of a reply, as its element shows them.
+
+    A finished reply shows what was stored at its ending (older rows are rendered now); a
+    streaming one shows its live rendering when this process has it (``live_body``), else its
+    last checkpoint rendered as if it had streamed.
+    """
+    if message.role != Message.Role.ASSISTANT:
+        return mark_safe(markdown.plain(message.content)), mark_safe("")
+    live = getattr(message, "live_body", None)
+    if live is not None:
+        return mark_safe(live[0]), mark_safe(live[1])
+    if message.is_streaming:
+        return (
+            mark_safe(live_html(body_part(message.pk), incremental.snapshot(message.content))),
+            mark_safe(live_html(reasoning_part(message.pk), incremental.snapshot(message.reasoning))),
+        )
+    body = (
+        message.content_html
+        if message.content_html or not message.content
+        else markdown.render(message.content)
+    )
+    thinking = (
+        message.reasoning_html
+        if message.reasoning_html or not message.reasoning
+        else markdown.render(message.reasoning)
+    )
+    return mark_safe(body), mark_safe(thinking)
 
 
 def _append_frame(element_id: str, text: str) -> str:
@@ -58,48 +143,20 @@ def note_frame(message_id: int, note: str) -> str:
 
 
 def message_html(message: Message, *, oob: bool = False) -> str:
-    """The message element; only its first ``MAX_FRAME_CHARS`` characters of text (see ``_split``)."""
+    """The message element, its text rendered (``reply_html``)."""
     return render_to_string("chat/_message.html", {"message": message, "oob": oob})
 
 
-def _split(message: Message, *, oob: bool = False) -> tuple[str, list[str]]:
-    """The element with the first part of its text and reasoning, and the frames that append the rest."""
-    content, reasoning = message.content, message.reasoning
-    if len(content) <= MAX_FRAME_CHARS and len(reasoning) <= MAX_FRAME_CHARS:
-        return message_html(message, oob=oob), []
-    message.content, message.reasoning = content[:MAX_FRAME_CHARS], reasoning[:MAX_FRAME_CHARS]
-    try:
-        head = message_html(message, oob=oob)
-    finally:
-        message.content, message.reasoning = content, reasoning
-    rest = reasoning_frames(message.pk, reasoning[MAX_FRAME_CHARS:])
-    return head, rest + delta_frames(message.pk, content[MAX_FRAME_CHARS:])
-
-
 def _list_frames(messages: Iterable[Message], *, first_swap: str) -> list[str]:
-    """Messages added to ``#messages``: the first frame swaps with ``first_swap``, the rest append."""
-    frames: list[str] = []
-    batch: list[str] = []
-    size = 0
-    swap = first_swap
+    """Messages added to ``#messages``: the first frame swaps with ``first_swap``, the rest append.
 
-    def flush() -> None:
-        nonlocal batch, size, swap
-        frames.append(f'<div id="messages" hx-swap-oob="{swap}">{"".join(batch)}</div>')
-        batch, size, swap = [], 0, "beforeend"
-
-    for message in messages:
-        head, rest = _split(message)
-        if batch and size + len(head) > BATCH_BYTES:
-            flush()
-        batch.append(head)
-        size += len(head)
-        if rest:
-            flush()
-            frames.extend(rest)
-    if batch or swap != "beforeend":
-        flush()
-    return frames
+    Frames hold about ``BATCH_BYTES`` of markup each, so a long conversation draws as it arrives.
+    """
+    markup = "".join(message_html(message) for message in messages)
+    if not markup and first_swap == "beforeend":
+        return []
+    prefix = f"messages-{secrets.token_hex(3)}"
+    return oob.frames("messages", first_swap, markup, prefix=prefix, limit=BATCH_BYTES)
 
 
 def messages_appended_frames(messages: Iterable[Message]) -> list[str]:
@@ -113,9 +170,25 @@ def branch_frames(messages: Iterable[Message]) -> list[str]:
 
 
 def message_frames(message: Message) -> list[str]:
-    """The message element replacing the one on the page (a snapshot of a streaming reply)."""
-    head, rest = _split(message, oob=True)
-    return [head, *rest]
+    """The message element replacing the one on the page (a snapshot of a streaming reply).
+
+    A message too large for one frame is sent with its texts empty, then they follow.
+    """
+    element = message_html(message, oob=True)
+    if len(element) * 4 <= oob.MAX_FRAME_BYTES:
+        return [element]
+    body, thinking = reply_html(message)
+    message.live_body = ("", "")
+    try:
+        frames = [message_html(message, oob=True)]
+    finally:
+        message.live_body = (body, thinking)
+    prefix = f"m-{message.pk}-{secrets.token_hex(3)}"
+    frames += oob.frames(f"m-{message.pk}-body", "innerHTML", body, prefix=prefix) if body else []
+    frames += (
+        oob.frames(f"m-{message.pk}-reasoning", "innerHTML", thinking, prefix=prefix) if thinking else []
+    )
+    return frames
 
 
 def ending_frame(message: Message) -> str:

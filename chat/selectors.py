@@ -31,6 +31,14 @@ def conversation_for_user(
         raise Http404("No such conversation.") from None
 
 
+def message_in(*, conversation: Conversation, message_id: int) -> Message:
+    """A message of a conversation the caller may see, or ``Http404``."""
+    message = conversation.messages.filter(pk=message_id).first()
+    if message is None:
+        raise Http404("No such message.")
+    return message
+
+
 def conversation_list(*, user: AbstractBaseUser, limit: int = 100) -> QuerySet[Conversation]:
     return Conversation.objects.filter(owner=user).order_by("-updated_at")[:limit]
 

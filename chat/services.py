@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat import selectors
+from chat import markdown, selectors
 from chat.models import Conversation, Message
 from chat.storable import storable
 
@@ -393,6 +393,9 @@ class ReplyEnding:
     duration_ms: int | None = None
     skipped_chunks: int = 0
     request_id: str = ""
+    # The text and reasoning as sanitized HTML, as the pages were shown them (None: rendered here).
+    html: str | None = None
+    reasoning_html: str | None = None
 
 
 SAVE_FAILED = "The reply could not be saved as it was written; the text so far is kept."
@@ -410,6 +413,8 @@ def ending_attempts(ending: ReplyEnding) -> list[ReplyEnding]:
         reasoning=storable(ending.reasoning),
         error=storable(ending.error),
         finish_reason=storable(ending.finish_reason)[: Message._meta.get_field("finish_reason").max_length],
+        html=None,  # rendered again from the storable text
+        reasoning_html=None,
     )
     failed = replace(clean, status=Message.Status.ERROR, error=SAVE_FAILED, finish_reason="")
     return [ending, clean, failed, replace(failed, text=None)]
@@ -432,7 +437,17 @@ def reply_finish(*, reply_id: int, ending: ReplyEnding, only_if_expired: bool = 
         if conversation_id is None:
             return None
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-        text = {} if ending.text is None else {"content": ending.text, "reasoning": ending.reasoning}
+        if ending.text is None:  # the last checkpoint's text stays; its HTML is rendered from it
+            content, reasoning = streaming.values_list("content", "reasoning").get()
+            text = {"content_html": markdown.render(content), "reasoning_html": markdown.render(reasoning)}
+        else:
+            html, thinking = ending.html, ending.reasoning_html
+            text = {
+                "content": ending.text,
+                "reasoning": ending.reasoning,
+                "content_html": markdown.render(ending.text) if html is None else html,
+                "reasoning_html": markdown.render(ending.reasoning) if thinking is None else thinking,
+            }
         updated = streaming.update(
             **text,
             status=ending.status,

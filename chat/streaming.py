@@ -27,6 +27,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chat import fanout, providers, rendering, selectors, services
+from chat.incremental import IncrementalMarkdown
 from chat.models import Message
 from chat.storable import storable
 from chat.upstream import (
@@ -79,6 +80,10 @@ class Generation:
         self._pending: list[str] = []  # received, not yet published
         self._reasoning: list[str] = []  # the reasoning published so far
         self._pending_reasoning: list[str] = []
+        # The answer and the reasoning as pages are shown them: finished blocks and an open tail.
+        self._answer = IncrementalMarkdown()
+        self._thinking = IncrementalMarkdown()
+        self._published_html = False  # the HTML of every published piece went out
         self.skipped = 0  # data payloads that were not JSON
         self._note = ""  # shown under the reply while it waits (a retry), cleared by the first token
         self._note_changed = False
@@ -107,6 +112,13 @@ class Generation:
     def snapshot(self) -> tuple[str, str, int]:
         """The text and reasoning subscribers have been sent, and the sequence number they reach."""
         return self.published_text, self.published_reasoning, self.seq
+
+    def live_body(self) -> tuple[str, str]:
+        """The answer and the reasoning as subscribers show them (at ``seq``), for a page that joins."""
+        return (
+            rendering.live_html(rendering.body_part(self.reply_id), self._answer),
+            rendering.live_html(rendering.reasoning_part(self.reply_id), self._thinking),
+        )
 
     def stop(self, status: str = Message.Status.STOPPED) -> None:
         """End the reply now, keeping its text: the upstream request is closed, not read to the end."""
@@ -172,6 +184,7 @@ class Generation:
             except Exception:
                 logger.exception("Reply %s (%s): publishing failed", self.reply_id, self.request_id)
                 status, error = Message.Status.ERROR, UNEXPECTED_ERROR
+                self._published_html = False  # the ending renders the whole text instead
             # Text that was read but not yet published is part of the reply all the same.
             self._published.extend(self._pending)
             self._reasoning.extend(self._pending_reasoning)
@@ -192,6 +205,8 @@ class Generation:
                 duration_ms=round((time.monotonic() - started) * 1000),
                 skipped_chunks=self.skipped,
                 request_id=self.request_id,
+                html=self._answer.html() if self._published_html else None,
+                reasoning_html=self._thinking.html() if self._published_html else None,
             )
             await asyncio.shield(self._finish(ending))
 
@@ -222,12 +237,17 @@ class Generation:
                     self._reasoning.append(reasoning)
                 self._published_length += len(text) + len(reasoning)
                 self.seq += 1
-                frames = rendering.reasoning_frames(self.reply_id, reasoning) if reasoning else []
+                frames = []
+                if reasoning:
+                    update = self._thinking.feed(reasoning)
+                    frames += rendering.update_frames(rendering.reasoning_part(self.reply_id), update)
                 if self._note_changed:
                     self._note_changed = False
                     frames.append(rendering.note_frame(self.reply_id, self._note))
                 if text:
-                    frames.extend(rendering.delta_frames(self.reply_id, text))
+                    frames += rendering.update_frames(
+                        rendering.body_part(self.reply_id), self._answer.feed(text)
+                    )
                 await self.hub.publish(
                     self.conversation_key,
                     {"kind": "delta", "message_id": self.reply_id, "seq": self.seq, "frames": frames},
@@ -242,7 +262,20 @@ class Generation:
             ):
                 self._save()
             if self._closing.is_set() and not self._pending and not self._pending_reasoning:
-                return  # (text that came in while the last frame went out gets its own frame)
+                # (text that came in while the last frame went out got its own frame)
+                await self._publish_last_blocks()
+                return
+
+    async def _publish_last_blocks(self) -> None:
+        """The text is complete: its open tails become their rendering, in one last delta."""
+        frames = rendering.update_frames(rendering.reasoning_part(self.reply_id), self._thinking.end())
+        frames += rendering.update_frames(rendering.body_part(self.reply_id), self._answer.end())
+        self.seq += 1
+        await self.hub.publish(
+            self.conversation_key,
+            {"kind": "delta", "message_id": self.reply_id, "seq": self.seq, "frames": frames},
+        )
+        self._published_html = True
 
     @property
     def note(self) -> str:
@@ -408,7 +441,15 @@ async def _snapshot_command(fields: dict[str, Any]) -> dict[str, Any] | None:
     if generation is None:
         return None
     text, reasoning, seq = generation.snapshot()
-    return {"text": text, "reasoning": reasoning, "seq": seq, "note": generation.note}
+    html, reasoning_html = generation.live_body()
+    return {
+        "text": text,
+        "reasoning": reasoning,
+        "seq": seq,
+        "note": generation.note,
+        "html": html,
+        "reasoning_html": reasoning_html,
+    }
 
 
 # --- Shutdown: let running replies finish, then save them as interrupted -------------

@@ -262,12 +262,14 @@ async def snapshot(conversation: Conversation, *, since: int | None) -> Snapshot
                 # It ended since the state was read: show its final text; its ending (a later
                 # version) is already on its way to this page and will set its status.
                 message.content, message.reasoning = ended.content, ended.reasoning
+                message.live_body = (ended.content_html, ended.reasoning_html)
                 result.seen[message.pk] = FINISHED
                 live.append(message)
             else:
                 result.stale.add(message.pk)  # its worker's sweep or another's will end it
         else:
-            message.content, message.reasoning, result.seen[message.pk], message.live_note = text_seq
+            message.content, message.reasoning, result.seen[message.pk], message.live_note, body = text_seq
+            message.live_body = body
             live.append(message)
     if since != version:
         result.frames = await database_sync_to_async(rendering.branch_frames)(messages)
@@ -278,13 +280,14 @@ async def snapshot(conversation: Conversation, *, since: int | None) -> Snapshot
     return result
 
 
-async def _live_text(hub: fanout.Hub, message: Message) -> tuple[str, str, int, str] | None:
+async def _live_text(hub: fanout.Hub, message: Message) -> tuple[str, str, int, str, tuple[str, str]] | None:
     if not message.worker:
         return None
     answer = await hub.ask(message.worker, "snapshot", reply_id=message.pk)
     if answer is None:
         return None
-    return answer["text"], answer.get("reasoning", ""), answer["seq"], answer.get("note", "")
+    body = (answer["html"], answer["reasoning_html"])
+    return answer["text"], answer.get("reasoning", ""), answer["seq"], answer.get("note", ""), body
 
 
 def live_text(message: Message) -> None:
@@ -292,4 +295,5 @@ def live_text(message: Message) -> None:
     generation = streaming.running(message.pk)
     if generation is not None:
         message.content, message.reasoning, _ = generation.snapshot()
+        message.live_body = generation.live_body()
         message.live_note = generation.note

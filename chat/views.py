@@ -116,6 +116,17 @@ def conversation_settings(request: HttpRequest, conversation_id: uuid.UUID) -> H
     return _chat_page(request, conversation=conversation, settings_form=form, status=400)
 
 
+@login_required
+@require_GET
+def message_source(request: HttpRequest, conversation_id: uuid.UUID, message_id: int) -> HttpResponse:
+    """A message's text as written (a reply's Markdown source), for its Copy button."""
+    conversation = selectors.conversation_for_user(request.user, conversation_id)
+    message = selectors.message_in(conversation=conversation, message_id=message_id)
+    response = HttpResponse(message.content, content_type="text/plain; charset=utf-8")
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
 @require_http_methods(["GET", "POST"])
 def first_run(request: HttpRequest) -> HttpResponse:
     """Create the administrator account on a fresh install; gone once any user exists."""

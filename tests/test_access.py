@@ -10,8 +10,10 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from chat.consumers import CLOSE_FORBIDDEN
+from chat.models import Conversation
 from chat.routing import websocket_urlpatterns
 from chatsite.asgi import application
+from tests.factories import stored_turn
 
 
 def test_bob_gets_404_for_alices_conversation_page(client: Client, bob, alice_conversation, upstream):
@@ -79,3 +81,17 @@ async def test_alice_subscribes_through_the_full_stack_with_her_session(alice, a
     connected, _ = await communicator.connect()
     assert connected
     await communicator.disconnect()
+
+
+def test_a_messages_source_is_alices_alone(client: Client, alice, bob, alice_conversation, upstream):
+    reply = stored_turn(alice_conversation, "question", "# Answer\n\n`code` <b>")
+    url = f"/c/{alice_conversation.pk}/m/{reply.pk}/source"
+    client.force_login(bob)
+    assert client.get(url).status_code == 404
+    client.force_login(alice)
+    response = client.get(url)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.content.decode() == "# Answer\n\n`code` <b>"
+    other = Conversation.objects.create(owner=alice, model="demo")
+    assert client.get(f"/c/{other.pk}/m/{reply.pk}/source").status_code == 404

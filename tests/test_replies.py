@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import re
 import uuid
 from datetime import timedelta
@@ -16,17 +15,15 @@ from django.utils import timezone
 from chat import services, streaming
 from chat.models import Conversation, Message
 from chat.simulator import reply_text
+from tests.dom import page_after, rendered
 from tests.test_consumers import FINAL, frames_until_final, join, latest_reply, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def body(frames: list[str], message_id: int) -> str:
-    text = ""
-    for frame in frames:
-        for match in re.finditer(rf'id="m-{message_id}-body"[^>]*>(.*?)</(?:div|span)>', frame, re.S):
-            text += html.unescape(match.group(1))
-    return text
+    """The reply's body as a page that was sent ``frames`` shows it."""
+    return page_after(frames).html_of(f"m-{message_id}-body")
 
 
 async def receive_until(communicator, pattern: str, wait: float = 10) -> list[str]:
@@ -38,7 +35,7 @@ async def receive_until(communicator, pattern: str, wait: float = 10) -> list[st
 
 async def wait_for_deltas(communicator, count: int) -> list[str]:
     frames: list[str] = []
-    while sum(frame.startswith("<span") for frame in frames) < count:
+    while sum("-tail" in frame for frame in frames) < count:
         frames.append(await communicator.receive_from(timeout=10))
     return frames
 
@@ -48,14 +45,14 @@ def first_turn(text: str) -> list[dict[str, str]]:
 
 
 async def test_two_pages_see_the_same_reply_and_each_others_messages(alice, alice_conversation, upstream):
-    first, _ = await join(alice, alice_conversation)
-    second, _ = await join(alice, alice_conversation)
+    first, first_snapshot = await join(alice, alice_conversation)
+    second, second_snapshot = await join(alice, alice_conversation)
     await send(first, "shared", "demo?tokens=25&tps=200")
-    seen_by_first = await frames_until_final(first)
-    seen_by_second = await frames_until_final(second)
+    seen_by_first = first_snapshot + await frames_until_final(first)
+    seen_by_second = second_snapshot + await frames_until_final(second)
     await streaming.wait_all()
     reply = await latest_reply(alice_conversation)
-    expected = reply_text(first_turn("shared"), 25)
+    expected = rendered(reply_text(first_turn("shared"), 25))
     assert body(seen_by_first, reply.pk) == body(seen_by_second, reply.pk) == expected
     assert any('data-role="user"' in frame and "shared" in frame for frame in seen_by_second)
     await first.disconnect()
@@ -65,9 +62,9 @@ async def test_two_pages_see_the_same_reply_and_each_others_messages(alice, alic
 async def test_reconnecting_with_the_current_version_gets_only_the_live_reply(
     alice, alice_conversation, upstream
 ):
-    first, _ = await join(alice, alice_conversation)
+    first, first_snapshot = await join(alice, alice_conversation)
     await send(first, "resume me", "demo?tokens=40&tps=80")
-    await wait_for_deltas(first, 3)
+    shown_before = first_snapshot + await wait_for_deltas(first, 3)
     version = (await Conversation.objects.aget(pk=alice_conversation.pk)).version
     reply = await latest_reply(alice_conversation)
     again, snapshot = await join(alice, alice_conversation, f"?since={version}")
@@ -75,7 +72,7 @@ async def test_reconnecting_with_the_current_version_gets_only_the_live_reply(
     assert snapshot[0].startswith(f'<article id="m-{reply.pk}"') and 'data-status="streaming"' in snapshot[0]
     rest = await frames_until_final(again)
     await streaming.wait_all()
-    assert body(snapshot + rest, reply.pk) == reply_text(first_turn("resume me"), 40)
+    assert body(shown_before + snapshot + rest, reply.pk) == rendered(reply_text(first_turn("resume me"), 40))
     await first.disconnect()
     await again.disconnect()
 
@@ -133,7 +130,7 @@ async def test_sending_while_a_reply_streams_is_refused_and_nothing_is_stored(
     await send(page, "first", "demo?tokens=200&tps=50")
     await wait_for_deltas(page, 1)
     await send(page, "second, too soon")
-    frames = await receive_until(page, 'id="composer-notice"')
+    frames = await receive_until(page, 'id="composer-notice"[^>]*>[^<]')  # a notice with text (not an ack)
     assert "A reply is still being written." in frames[-1]
     assert not await Message.objects.filter(content="second, too soon").aexists()
     await page.send_json_to({"action": "stop"})

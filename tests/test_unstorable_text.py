@@ -7,7 +7,6 @@ keeps the text so far.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import uuid
@@ -23,24 +22,16 @@ from chat import services, streaming
 from chat.models import Message, Provider
 from chat.simulator import NUL_TEXT, SPLIT_SURROGATE_PIECES, SURROGATE_TEXT, reply_text
 from chat.storable import REPLACEMENT, storable
+from tests.dom import canonical, page_after, rendered
 from tests.fuzzing import any_text, broken_things, fuzz, json_values
 from tests.test_consumers import frames_until_final, join, latest_reply, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def shown_text(frames: list[str], reply_id: int, part: str = "body") -> str:
-    """The text a page holds for a reply: its last drawing plus every append after it."""
-    element = f"m-{reply_id}-{part}"
-    text = ""
-    drawing = re.compile(rf'<div class="[a-z-]+" id="{element}">(.*?)</div>', re.S)
-    append = re.compile(rf'<span id="{element}" hx-swap-oob="beforeend">(.*?)</span>', re.S)
-    for frame in frames:
-        if match := drawing.search(frame):
-            text = html.unescape(match.group(1))
-        for match in append.finditer(frame):
-            text += html.unescape(match.group(1))
-    return text
+def shown(frames: list[str], reply_id: int, part: str = "body") -> str:
+    """The reply's answer (or reasoning) as a page that was sent ``frames`` shows it."""
+    return page_after(frames).html_of(f"m-{reply_id}-{part}")
 
 
 def demo_reply(question: str, tokens: int) -> str:
@@ -58,9 +49,9 @@ def demo_reply(question: str, tokens: int) -> str:
 async def test_a_reply_carrying_what_databases_refuse_completes_with_its_text(
     alice, alice_conversation, upstream, fault, extra
 ):
-    communicator, _ = await join(alice, alice_conversation)
+    communicator, snapshot = await join(alice, alice_conversation)
     await send(communicator, "Say it", f"demo?tokens=6&fault={fault}")
-    frames = await frames_until_final(communicator)
+    frames = snapshot + await frames_until_final(communicator)
     await streaming.wait_all()
 
     reply = await latest_reply(alice_conversation)
@@ -69,7 +60,7 @@ async def test_a_reply_carrying_what_databases_refuse_completes_with_its_text(
     expected = "".join(words[:3]) + extra + "".join(words[3:])
     assert reply.status == Message.Status.COMPLETE
     assert reply.content == expected
-    assert shown_text(frames, reply.pk) == expected
+    assert shown(frames, reply.pk) == rendered(expected)
     await communicator.disconnect()
 
 
@@ -167,8 +158,10 @@ def test_whatever_the_chunks_carry_the_reply_is_stored_as_it_was_shown(
     assert reply.status == Message.Status.COMPLETE, reply.error
     assert reply.content == storable("".join(chunk for chunk in chunks if isinstance(chunk, str)))
     assert reply.reasoning == storable("".join(_reasoning(chunk) for chunk in chunks))
-    assert reply.content == shown_text(frames, reply.pk)
-    assert reply.reasoning == shown_text(frames, reply.pk, "reasoning")
+    assert shown(frames, reply.pk) == rendered(reply.content) == canonical(reply.content_html)
+    assert (
+        shown(frames, reply.pk, "reasoning") == rendered(reply.reasoning) == canonical(reply.reasoning_html)
+    )
 
 
 def _reasoning(chunk: object) -> str:
@@ -180,10 +173,10 @@ def _reasoning(chunk: object) -> str:
 
 
 async def _send_and_follow(user, conversation, model: str) -> tuple[list[str], Message]:
-    communicator, _ = await join(user, conversation)
+    communicator, snapshot = await join(user, conversation)
     try:
         await communicator.send_json_to({"text": "go", "model": model, "client_id": str(uuid.uuid4())})
-        frames = await frames_until_final(communicator)
+        frames = snapshot + await frames_until_final(communicator)
         await streaming.wait_all()
         return frames, await latest_reply(conversation)
     finally:
@@ -230,15 +223,16 @@ async def test_an_ending_the_database_refuses_ends_error_keeping_the_text(
     alice, alice_conversation, upstream, refuse
 ):
     await database_sync_to_async(refuse)("refuse_complete", "NEW.status = 'complete'")
-    communicator, _ = await join(alice, alice_conversation)
+    communicator, snapshot = await join(alice, alice_conversation)
     await send(communicator, "Keep this", "demo?tokens=8")
-    frames = await frames_until_final(communicator, wait=15)
+    frames = snapshot + await frames_until_final(communicator, wait=15)
     await streaming.wait_all()
 
     reply = await latest_reply(alice_conversation)
     assert reply.status == Message.Status.ERROR
     assert reply.error == services.SAVE_FAILED
-    assert reply.content == demo_reply("Keep this", 8) == shown_text(frames, reply.pk)
+    assert reply.content == demo_reply("Keep this", 8)
+    assert shown(frames, reply.pk) == rendered(reply.content) == canonical(reply.content_html)
     await communicator.disconnect()
 
 

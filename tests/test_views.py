@@ -102,7 +102,7 @@ def test_finished_conversation_reloads_as_stored_and_escaped(
     page = client.get(alice_conversation.get_absolute_url()).content.decode()
     assert 'data-role="user"' in page
     assert re.search(r'data-role="assistant" data-status="complete"', page)
-    assert "line one\n&lt;img src=x onerror=alert(1)&gt;</div>" in page
+    assert "<p>line one\n&lt;img src=x onerror=alert(1)&gt;</p>" in page
     assert "<img src=x" not in page and "hi &lt;script&gt;" in page
     assert f'ws-connect="/ws/c/{alice_conversation.pk}/"' in page
 
@@ -275,3 +275,23 @@ async def test_the_request_carries_the_conversations_options_only_when_set(alice
     assert second["messages"][0] == {"role": "system", "content": "Talk like a pirate."}
     assert second["messages"][-1] == {"role": "user", "content": "Second"}
     assert (second["temperature"], second["max_tokens"]) == (0.3, 40)
+
+
+def test_a_finished_reply_shows_its_figures_and_a_copy_button(
+    client: Client, alice, alice_conversation, upstream
+):
+    stored_turn(
+        alice_conversation,
+        "q",
+        "a",
+        model="demo",
+        completion_tokens=200,
+        first_token_ms=250,
+        duration_ms=2250,
+    )
+    client.force_login(alice)
+    page = client.get(alice_conversation.get_absolute_url()).content.decode()
+    assert "<span>200 tokens</span>" in page
+    assert "<span>100 tokens/s</span>" in page
+    assert "first token 250 ms</span>" in page
+    assert 'class="link copy-reply" data-source-url="/c/' in page

@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 
 from chat.simulator import reply_text
 from tests.browser.conftest import log_in, send
+from tests.dom import shown_text
 from tests.processes import DAPHNE, ServerProcess, base_env, manage, simulator_process
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
@@ -52,7 +53,7 @@ def test_a_restarting_worker_finishes_the_reply_and_the_page_reconnects(page: Pa
             second.wait_for("Listening on TCP address")
             expect(page.locator("#chat")).to_have_attribute("data-connection", "open", timeout=20_000)
             expect(reply).to_have_attribute("data-status", "complete")
-            expected = reply_text([{"role": "user", "content": "Outlive a restart"}], TOKENS)
+            expected = shown_text(reply_text([{"role": "user", "content": "Outlive a restart"}], TOKENS))
             assert reply.locator(".message-body").text_content() == expected
         finally:
             first.stop()

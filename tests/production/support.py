@@ -9,7 +9,6 @@ point at an in-memory SQLite database.
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import os
 import re
@@ -33,14 +32,14 @@ from websockets.typing import Origin
 
 from chat.consumers import CLOSE_RESYNC
 from chat.simulator import reply_text
+from tests.dom import PAGE, Document
 from tests.processes import DAPHNE, ServerProcess
 
 TERMINAL = {"complete", "stopped", "error", "interrupted"}
 
 _ARTICLE = re.compile(r'<article id="m-(\d+)"([^>]*)>')
 _ATTR = re.compile(r'data-(role|status)="([^"]*)"')
-_BODY = re.compile(r'<div class="message-body" id="m-(\d+)-body">(.*?)</div>', re.S)
-_DELTA = re.compile(r'<span id="m-(\d+)-body" hx-swap-oob="beforeend">(.*?)</span>', re.S)
+_GROWS = re.compile(r'id="m-(\d+)-(?:r?tail|r?code)" hx-swap-oob')
 _ENDING = re.compile(r'<footer id="m-(\d+)-meta"[^>]*data-ending="(\w+)"')
 _STATE = re.compile(r'<div id="chat-state"[^>]*data-version="(\d+)"')
 
@@ -253,13 +252,12 @@ class ShownReply:
 
 
 def reply_in_page(markup: str, reply_id: int) -> ShownReply | None:
-    """The status and text of a reply as an HTML page (or a frame) draws it."""
-    article = re.search(rf'<article id="m-{reply_id}"([^>]*)>', markup)
-    body = re.search(rf'<div class="message-body" id="m-{reply_id}-body">(.*?)</div>', markup, re.S)
+    """The status and body (canonical HTML) of a reply as an HTML page draws it."""
+    page = Document(markup)
+    article, body = page.element(f"m-{reply_id}"), page.element(f"m-{reply_id}-body")
     if article is None or body is None:
         return None
-    attrs = dict(_ATTR.findall(article.group(1)))
-    return ShownReply(status=attrs.get("status", ""), text=html.unescape(body.group(1)))
+    return ShownReply(status=article.attrs.get("data-status", ""), text=body.inner_html())
 
 
 # --- Pages ----------------------------------------------------------------------------------------
@@ -271,7 +269,7 @@ class Page:
 
     worker: Worker
     ws: ClientConnection
-    texts: dict[int, str] = field(default_factory=dict)
+    doc: Document = field(default_factory=lambda: Document(PAGE))
     statuses: dict[int, str] = field(default_factory=dict)
     roles: dict[int, str] = field(default_factory=dict)
     deltas: dict[int, int] = field(default_factory=dict)  # delta frames received per reply
@@ -313,19 +311,21 @@ class Page:
         )
         return page
 
+    @property
+    def texts(self) -> dict[int, str]:
+        """Each message's body as the page shows it (canonical HTML: compare with ``rendered``)."""
+        return {message_id: self.doc.html_of(f"m-{message_id}-body") for message_id in self.roles}
+
     def _apply(self, frame: str) -> None:
         self.frames.append(frame)
+        self.doc.apply(frame)
         for match in _ARTICLE.finditer(frame):
             attrs = dict(_ATTR.findall(match.group(2)))
             message_id = int(match.group(1))
             self.roles[message_id] = attrs.get("role", "")
             if "status" in attrs:
                 self.statuses[message_id] = attrs["status"]
-        for match in _BODY.finditer(frame):
-            self.texts[int(match.group(1))] = html.unescape(match.group(2))
-        for match in _DELTA.finditer(frame):
-            message_id = int(match.group(1))
-            self.texts[message_id] = self.texts.get(message_id, "") + html.unescape(match.group(2))
+        for message_id in {int(match.group(1)) for match in _GROWS.finditer(frame)}:
             self.deltas[message_id] = self.deltas.get(message_id, 0) + 1
         for match in _ENDING.finditer(frame):
             self.endings[int(match.group(1))] = match.group(2)

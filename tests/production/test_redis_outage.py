@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from tests.dom import rendered
 from tests.production.support import Page, follow_to_end, full_reply, start_conversation
 
 pytestmark = [pytest.mark.production, pytest.mark.live]
@@ -38,7 +39,7 @@ async def test_reply_survives_a_redis_restart_and_pages_resync(spawn, private_re
     # A page reconnecting to B follows the rest of the reply live, or finds it complete.
     page, resyncs = await follow_to_end(b, conversation, site.cookies, reply_id, within=20)
     assert page.statuses[reply_id] == "complete"
-    assert page.texts[reply_id] == full_reply(text, tokens)
+    assert page.texts[reply_id] == rendered(full_reply(text, tokens))
     assert resyncs <= 3, f"the page had to resync {resyncs} times after Redis came back"
     row = await db.wait_reply(reply_id, lambda r: r["status"] != "streaming", within=5, what="the ending")
     assert (row["status"], row["content"]) == ("complete", full_reply(text, tokens))

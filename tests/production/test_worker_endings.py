@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from tests.dom import rendered, visible_text
 from tests.production.support import (
     CLOSE_RESYNC,
     Page,
@@ -63,13 +64,16 @@ async def test_killed_worker_reply_is_marked_interrupted_with_its_checkpoint(sit
     assert saved, "the interrupted reply lost the text of its checkpoints"
     assert saved.startswith(at_kill["content"])
     assert full_reply(text, 400).startswith(saved)
-    assert seen_live.startswith(saved), "the checkpoint holds text no page was sent"
-    assert page_b.texts[reply_id] == saved, "B's page does not show the saved text"
+    shown_live = visible_text(seen_live)
+    assert shown_live.startswith(visible_text(rendered(saved)).rstrip()), (
+        "the checkpoint holds text no page was sent"
+    )
+    assert page_b.texts[reply_id] == rendered(saved), "B's page does not show the saved text"
 
     page = await get_page(b, site.cookies, conversation)
     assert page.status_code == 200
     drawn = reply_in_page(page.text, reply_id)
-    assert drawn is not None and (drawn.status, drawn.text) == ("interrupted", saved)
+    assert drawn is not None and (drawn.status, drawn.text) == ("interrupted", rendered(saved))
     assert "This reply was interrupted" in page.text
     await page_b.close()
 
@@ -123,7 +127,7 @@ async def test_sigterm_lets_a_short_reply_finish_before_the_worker_exits(site):
 
     await page_b.wait(lambda: reply_id in page_b.endings, within=5, what="the ending on B")
     assert page_b.endings[reply_id] == "complete"
-    assert page_b.texts[reply_id] == row["content"]
+    assert page_b.texts[reply_id] == rendered(row["content"])
     await page_b.close()
 
 
@@ -152,12 +156,13 @@ async def test_sigterm_after_grace_saves_the_reply_as_interrupted_and_exits(spaw
     assert row["status"] == "interrupted"
     assert full_reply(text, 400).startswith(saved)
     # The reply went on during the grace period ...
-    assert saved.startswith(shown_at_signal) and len(saved) > len(shown_at_signal)
+    shown = visible_text(shown_at_signal).rstrip()
+    assert visible_text(rendered(saved)).startswith(shown) and len(visible_text(rendered(saved))) > len(shown)
     await page_b.wait_ending_or_close(reply_id, within=5)
     # ... and all of it was saved, not only its last checkpoint: exactly what B was sent.
-    assert saved == page_b.texts[reply_id]
+    assert page_b.texts[reply_id] == rendered(saved)
     page_b = await interrupted_on(page_b, site, conversation, reply_id)
-    assert page_b.texts[reply_id] == saved
+    assert page_b.texts[reply_id] == rendered(saved)
 
     async def upstream_closed() -> bool:
         return sim.stats.streams_aborted == aborted + 1
