@@ -34,6 +34,7 @@ from chat.simulator import (
     STREAM_ERROR_SHAPES,
     SimulatorConfig,
     SimulatorThread,
+    markdown_tokens,
     reasoning_text,
     reasoning_tokens,
     reply_text,
@@ -1162,3 +1163,19 @@ def test_management_command_serves_until_sigterm() -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+async def test_markdown_style_streams_the_markdown_passage(client: httpx.AsyncClient) -> None:
+    _, pieces, error = await stream_raw(client, "demo?tokens=150&style=markdown")
+    assert error is None
+    content = content_of(payloads(b"".join(pieces)))
+    assert content == "".join(markdown_tokens(150))
+    assert content.startswith("## What the simulator can show\n\nThis reply is **Markdown**")
+    assert "```python\n" in content and "| Model | Tokens/s | Note |\n" in content
+    assert "\n\n## What the simulator can show" in content  # the passage repeats, blocks intact
+
+
+async def test_an_unknown_style_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post("/chat/completions", json=chat_body("demo?style=poetry"))
+    assert response.status_code == 400
+    assert "'style'" in response.json()["error"]["message"]

@@ -33,7 +33,8 @@ Faults (combine with ``+``):
 
 Options besides ``fault``: ``chunks`` (a JSON array, or its text, streamed instead of the reply:
 a string is one content delta, written with JSON escapes; an object is a whole chunk; then
-``[DONE]``, with no finish or usage chunk of the simulator's own),
+``[DONE]``, with no finish or usage chunk of the simulator's own), ``style`` (``markdown``: the
+reply is a Markdown passage with headings, lists, code and a table, repeated to ``tokens``),
 ``tokens``, ``tps``, ``retry_after`` (the ``Retry-After`` value on 429 and 503 answers, default
 ``7`` on 429) and ``retry_after_ms`` (a ``retry-after-ms`` header, which then replaces the
 default ``Retry-After``). A request's ``max_tokens`` cuts the reply there with
@@ -55,7 +56,13 @@ from chat.simulator.plan import (
     SURROGATE_TEXT,
     SimulatorConfig,
 )
-from chat.simulator.replies import reasoning_text, reasoning_tokens, reply_text, reply_tokens
+from chat.simulator.replies import (
+    markdown_tokens,
+    reasoning_text,
+    reasoning_tokens,
+    reply_text,
+    reply_tokens,
+)
 from chat.simulator.server import Simulator
 from chat.simulator.stats import SimulatorStats
 from chat.simulator.thread import SimulatorThread, start_simulator
@@ -75,6 +82,7 @@ __all__ = [
     "SimulatorConfig",
     "SimulatorStats",
     "SimulatorThread",
+    "markdown_tokens",
     "reasoning_text",
     "reasoning_tokens",
     "reply_text",

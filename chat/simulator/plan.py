@@ -150,6 +150,7 @@ class _Plan:
     surrogate_after: int | None = None
     split_surrogate_after: int | None = None
     chunks: list[Any] | None = None  # the ``chunks`` option: sent instead of the reply's tokens
+    markdown: bool = False  # ``style=markdown``: the reply is a Markdown passage, not prose
     finish_reason: str = "stop"
     no_usage: bool = False
     usage_null_choices: bool = False
@@ -347,6 +348,10 @@ def _plan_for(config: SimulatorConfig, model: str, overrides: Any) -> _Plan:
         plan.retry_after_ms = _as_header_value("retry_after_ms", options["retry_after_ms"])
     if "chunks" in options:
         plan.chunks = _as_chunks(options["chunks"])
+    if "style" in options:
+        if options["style"] not in ("prose", "markdown"):
+            raise _HttpError(400, "Simulator option 'style' must be 'prose' or 'markdown'.")
+        plan.markdown = options["style"] == "markdown"
     fault = options.get("fault", config.fault)
     if not isinstance(fault, str):
         raise _HttpError(400, "Simulator option 'fault' must be a string.")

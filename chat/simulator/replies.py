@@ -63,6 +63,46 @@ def reply_text(messages: list[dict], count: int) -> str:
     return "".join(reply_tokens(messages, count))
 
 
+_MARKDOWN = """## What the simulator can show
+
+This reply is **Markdown**, written to exercise the page: *emphasis*, `inline code`, a
+[link](https://example.com/docs) and ~~struck text~~.
+
+1. A numbered list
+2. with a second item
+   - and a nested bullet
+
+> A quote, which may run
+> over two lines.
+
+```python
+def greet(name: str) -> str:
+    \"\"\"Say hello.\"\"\"
+    return f"Hello, {name}!"
+```
+
+| Model | Tokens/s | Note |
+|:------|--------:|------|
+| demo  | 200 | simulated |
+| other | 50 | slower |
+
+- [x] rendered on the server
+- [ ] re-rendered in the browser
+
+"""
+_passage = _TOKEN_RE.findall(_MARKDOWN)
+_MARKDOWN_TOKENS = (*_passage[:-1], _passage[-1] + "\n\n")  # the blank line before it repeats
+
+
+def markdown_tokens(count: int) -> list[str]:
+    """``style=markdown``: a fixed Markdown passage (headings, lists, code, a table), repeated.
+
+    Whitespace, newlines included, stays with the word after it, so the text keeps its lines.
+    """
+    sample = itertools.cycle(_MARKDOWN_TOKENS)
+    return [next(sample) for _ in range(max(0, count))]
+
+
 _REASONING = (
     "Let me think about this. No language model is connected, so these thoughts are the simulator's "
     "stand-in: a fixed passage streamed before the answer, so the app can show thinking apart from the "
