@@ -11,6 +11,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 
 from chat import fanout, rendering, selectors, turns
+from chat.models import Conversation
 from chat.subscription import Gap, Subscription
 
 logger = logging.getLogger(__name__)
@@ -26,20 +27,35 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     channel_layer_alias = "no channel per socket"
 
     async def connect(self) -> None:
+        self.conversation: Conversation | None = None
+        self.hub = None
+        user = self.scope.get("user")
+        conversation_id = self.scope["url_route"]["kwargs"].get("conversation_id")
+        if conversation_id is None:  # the new-chat page: no conversation until its first message
+            if user is None or not user.is_authenticated:
+                await self.close(code=CLOSE_FORBIDDEN)
+                return
+            await self.accept()
+            return
         try:
-            self.conversation = await database_sync_to_async(selectors.conversation_for_user)(
-                self.scope.get("user"), self.scope["url_route"]["kwargs"]["conversation_id"]
+            conversation = await database_sync_to_async(selectors.conversation_for_user)(
+                user, conversation_id
             )
         except Http404:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.key = self.conversation.pk.hex
+        await self.accept()
+        await self._follow(conversation, since=self._since())
+
+    async def _follow(self, conversation: Conversation, *, since: int | None) -> None:
+        """Subscribe to the conversation, then send the page what it is missing."""
+        self.conversation = conversation
+        self.key = conversation.pk.hex
         self.subscription = Subscription()
         self.hub = await fanout.get_hub()
-        await self.accept()
         # Subscribe first, then take the snapshot: what is published meanwhile is held, then filtered.
         await self.hub.subscribe(self.key, self)
-        snap = await turns.snapshot(self.conversation, since=self._since())
+        snap = await turns.snapshot(self.conversation, since=since)
         for frame in snap.frames:
             await self.send(text_data=frame)
         try:
@@ -60,7 +76,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         return None
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "hub", None) is not None:
+        if getattr(self, "hub", None) is not None and getattr(self, "conversation", None) is not None:
             await self.hub.unsubscribe(self.key, self)
 
     async def receive(
@@ -73,7 +89,21 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(content, dict):
             await self.send(text_data=rendering.notice_frame(turns.NOT_UNDERSTOOD))
             return
+        if self.conversation is None:
+            await self._start(content)
+            return
         for frame in await turns.handle(self.conversation, content):
+            await self.send(text_data=frame)
+
+    async def _start(self, fields: dict[str, Any]) -> None:
+        """The new-chat page's first message: create the conversation, then follow it on this socket."""
+        started = await turns.start_from_socket(self.scope["user"], fields)
+        if isinstance(started, str):
+            await self.send(text_data=started)  # a notice: nothing was created
+            return
+        conversation, frames = started
+        await self._follow(conversation, since=None)
+        for frame in frames:
             await self.send(text_data=frame)
 
     async def decode_json(self, text_data: str) -> Any:

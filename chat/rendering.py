@@ -24,7 +24,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from chat import incremental, markdown, oob, selectors
 from chat.incremental import IncrementalMarkdown, Tail, Update
-from chat.models import Message
+from chat.models import Conversation, Message
 
 MAX_FRAME_CHARS = 100_000
 BATCH_BYTES = 256 * 1024  # messages redrawn together per frame, up to about this much markup
@@ -213,6 +213,11 @@ def composer_ack_frame(client_id: str) -> str:
     return render_to_string("chat/chat.html#client_id_field", context) + render_to_string(
         "chat/chat.html#composer_notice", context
     )
+
+
+def conversation_started_frame(conversation: Conversation) -> str:
+    """The new-chat page now shows ``conversation``: its address and title, and the sidebar's new entry."""
+    return render_to_string("chat/_conversation_started.html", {"conversation": conversation})
 
 
 def notice_frame(text: str) -> str:

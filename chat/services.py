@@ -75,9 +75,27 @@ def lease_until() -> datetime:
 
 
 def conversation_start(
-    *, user: AbstractBaseUser, text: str, model: str, worker: str, provider_id: int | None = None
+    *,
+    user: AbstractBaseUser,
+    text: str,
+    model: str,
+    worker: str,
+    provider_id: int | None = None,
+    client_id: uuid.UUID | None = None,
 ) -> PostedTurn:
-    """Create a conversation with its first message and the reply row, in one transaction."""
+    """Create a conversation with its first message and the reply row, in one transaction.
+
+    Idempotent per ``client_id``: the same first message sent again (after a reconnect) finds the
+    conversation it created.
+    """
+    if client_id is not None:
+        first = Message.objects.filter(
+            client_id=client_id, role=Message.Role.USER, conversation__owner=user, parent=None
+        ).first()
+        if first is not None:
+            existing = _existing_turn(first.conversation, client_id)
+            if existing is not None:
+                return existing
     with transaction.atomic():
         conversation = Conversation.objects.create(
             owner=user, title=title_from(text), model=model, provider_id=provider_id
@@ -88,7 +106,7 @@ def conversation_start(
             text=text,
             model=model,
             provider_id=provider_id,
-            client_id=None,
+            client_id=client_id,
             worker=worker,
         )
 

@@ -133,12 +133,42 @@ _ACTIONS = {"send": post_message, "regenerate": regenerate, "edit": edit, "switc
 
 
 async def start_conversation(
-    *, user: Any, text: str, model: str, provider_id: int | None = None
+    *, user: Any, text: str, model: str, provider_id: int | None = None, client_id: uuid.UUID | None = None
 ) -> services.PostedTurn:
     """The new-chat page: create the conversation with its first turn and start the reply."""
     return await _store_and_start(
-        services.conversation_start, user=user, text=text, model=model, provider_id=provider_id
+        services.conversation_start,
+        user=user,
+        text=text,
+        model=model,
+        provider_id=provider_id,
+        client_id=client_id,
     )
+
+
+async def start_from_socket(user: Any, fields: dict[str, Any]) -> tuple[Conversation, list[str]] | str:
+    """The new-chat page's first message over its socket: the conversation and the frames that
+    turn the page into its page (its address, the sidebar, a fresh key), or a notice frame.
+    """
+    action = fields.get("action") or "send"
+    if action != "send":
+        return rendering.notice_frame(NOT_UNDERSTOOD if action != "stop" else NOTHING_TO_STOP)
+    try:
+        text = services.clean_text(fields.get("text"))
+        choice = await model_choice(
+            fields.get("model"), default_provider_id=None, default_model=settings.CHAT_MODEL
+        )
+        client_id = services.clean_client_id(fields.get("client_id"))
+        turn = await start_conversation(
+            user=user, text=text, model=choice.model, provider_id=choice.provider_id, client_id=client_id
+        )
+    except ValidationError as exc:
+        return rendering.notice_frame(exc.messages[0])
+    conversation = await Conversation.objects.aget(pk=turn.reply.conversation_id)
+    return conversation, [
+        rendering.conversation_started_frame(conversation),
+        rendering.composer_ack_frame(str(uuid.uuid4())),
+    ]
 
 
 @dataclass

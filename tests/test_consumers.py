@@ -15,7 +15,7 @@ from chat import markdown, streaming
 from chat.models import Message
 from chat.routing import websocket_urlpatterns
 from chat.simulator import reply_text
-from tests.dom import GROWS, Document, canonical
+from tests.dom import GROWS, Document, canonical, page_after, rendered
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -223,3 +223,62 @@ async def test_rate_limit_says_when_to_try_again_from_retry_after(alice, alice_c
     )
     assert "Try again in 7 seconds." in frames[-1]
     await communicator.disconnect()
+
+
+def new_chat(user) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/new/")
+    communicator.scope["user"] = user
+    return communicator
+
+
+async def test_the_new_chat_page_starts_a_conversation_over_its_socket_and_follows_it(alice, upstream):
+    from chat.models import Conversation
+
+    communicator = new_chat(alice)
+    connected, _ = await communicator.connect()
+    assert connected
+    client_id = str(uuid.uuid4())
+    first = {"text": "Start **here**", "model": "demo?tokens=20&tps=200", "client_id": client_id}
+    await communicator.send_json_to(first)
+    frames = await frames_until_final(communicator)
+    await streaming.wait_all()
+    conversation = await Conversation.objects.aget(owner=alice)
+    started = next(frame for frame in frames if 'id="conversation-started"' in frame)
+    assert (
+        f'data-url="/c/{conversation.pk}/"' in started
+        and f'data-socket="/ws/c/{conversation.pk}/"' in started
+    )
+    assert 'id="conversation-list-items" hx-swap-oob="afterbegin"' in started
+    reply = await latest_reply(conversation)
+    assert reply.status == Message.Status.COMPLETE
+    page = page_after(frames)
+    assert page.html_of(f"m-{reply.pk}-body") == rendered(reply.content)
+    assert page.text_of(f"m-{reply.pk - 1}-body") == "Start **here**"  # the user's text, as typed
+
+    await communicator.send_json_to(first)  # sent again after a reconnect: acknowledged, stored once
+    assert 'id="client-id"' in await communicator.receive_from()
+    await communicator.send_json_to({"action": "stop"})
+    assert "Nothing is being written" in await communicator.receive_from()
+    assert await Conversation.objects.filter(owner=alice).acount() == 1
+    await communicator.disconnect()
+
+
+async def test_a_refused_first_message_creates_nothing_and_the_socket_stays_usable(alice, upstream):
+    from chat.models import Conversation
+
+    communicator = new_chat(alice)
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"text": "   "})
+    assert "Type a message first." in await communicator.receive_from()
+    await communicator.send_json_to({"action": "regenerate", "message_id": 1})
+    assert "not understood" in await communicator.receive_from()
+    assert not await Conversation.objects.filter(owner=alice).aexists()
+    await communicator.disconnect()
+
+
+async def test_the_new_chat_socket_refuses_anonymous_visitors(db):
+    from django.contrib.auth.models import AnonymousUser
+
+    communicator = new_chat(AnonymousUser())
+    connected, code = await communicator.connect()
+    assert (connected, code) == (False, 4403)

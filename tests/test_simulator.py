@@ -34,6 +34,7 @@ from chat.simulator import (
     STREAM_ERROR_SHAPES,
     SimulatorConfig,
     SimulatorThread,
+    hostile_tokens,
     markdown_tokens,
     reasoning_text,
     reasoning_tokens,
@@ -1179,3 +1180,11 @@ async def test_an_unknown_style_is_refused(client: httpx.AsyncClient) -> None:
     response = await client.post("/chat/completions", json=chat_body("demo?style=poetry"))
     assert response.status_code == 400
     assert "'style'" in response.json()["error"]["message"]
+
+
+async def test_hostile_style_streams_markup_that_attacks_the_page(client: httpx.AsyncClient) -> None:
+    _, pieces, _ = await stream_raw(client, "demo?tokens=200&style=hostile")
+    content = content_of(payloads(b"".join(pieces)))
+    assert content == "".join(hostile_tokens(200))
+    for attack in ("<script>", "onerror=", "javascript:", 'hx-get="/admin/"', 'id="m-1-body"', "<svg"):
+        assert attack in content

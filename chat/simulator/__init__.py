@@ -34,7 +34,8 @@ Faults (combine with ``+``):
 Options besides ``fault``: ``chunks`` (a JSON array, or its text, streamed instead of the reply:
 a string is one content delta, written with JSON escapes; an object is a whole chunk; then
 ``[DONE]``, with no finish or usage chunk of the simulator's own), ``style`` (``markdown``: the
-reply is a Markdown passage with headings, lists, code and a table, repeated to ``tokens``),
+reply is a Markdown passage with headings, lists, code and a table; ``hostile``: Markdown and HTML
+that try to run script or reach outside the reply; either repeated to ``tokens``),
 ``tokens``, ``tps``, ``retry_after`` (the ``Retry-After`` value on 429 and 503 answers, default
 ``7`` on 429) and ``retry_after_ms`` (a ``retry-after-ms`` header, which then replaces the
 default ``Retry-After``). A request's ``max_tokens`` cuts the reply there with
@@ -57,6 +58,7 @@ from chat.simulator.plan import (
     SimulatorConfig,
 )
 from chat.simulator.replies import (
+    hostile_tokens,
     markdown_tokens,
     reasoning_text,
     reasoning_tokens,
@@ -82,6 +84,7 @@ __all__ = [
     "SimulatorConfig",
     "SimulatorStats",
     "SimulatorThread",
+    "hostile_tokens",
     "markdown_tokens",
     "reasoning_text",
     "reasoning_tokens",

@@ -150,7 +150,7 @@ class _Plan:
     surrogate_after: int | None = None
     split_surrogate_after: int | None = None
     chunks: list[Any] | None = None  # the ``chunks`` option: sent instead of the reply's tokens
-    markdown: bool = False  # ``style=markdown``: the reply is a Markdown passage, not prose
+    style: str = "prose"  # or "markdown" (a Markdown passage) or "hostile" (markup that attacks the page)
     finish_reason: str = "stop"
     no_usage: bool = False
     usage_null_choices: bool = False
@@ -349,9 +349,9 @@ def _plan_for(config: SimulatorConfig, model: str, overrides: Any) -> _Plan:
     if "chunks" in options:
         plan.chunks = _as_chunks(options["chunks"])
     if "style" in options:
-        if options["style"] not in ("prose", "markdown"):
-            raise _HttpError(400, "Simulator option 'style' must be 'prose' or 'markdown'.")
-        plan.markdown = options["style"] == "markdown"
+        if options["style"] not in ("prose", "markdown", "hostile"):
+            raise _HttpError(400, "Simulator option 'style' must be 'prose', 'markdown' or 'hostile'.")
+        plan.style = options["style"]
     fault = options.get("fault", config.fault)
     if not isinstance(fault, str):
         raise _HttpError(400, "Simulator option 'fault' must be a string.")

@@ -94,6 +94,43 @@ _passage = _TOKEN_RE.findall(_MARKDOWN)
 _MARKDOWN_TOKENS = (*_passage[:-1], _passage[-1] + "\n\n")  # the blank line before it repeats
 
 
+_HOSTILE = """# A hostile reply
+
+<script>window.pwned = "script tag"</script>
+
+<img src=x onerror="window.pwned = 'img onerror'">
+
+[a javascript: link](javascript:window.pwned='markdown link') and
+<a href="javascript:window.pwned='html link'">an HTML link</a>
+
+<svg onload="window.pwned = 'svg'"><script>window.pwned = 'svg script'</script></svg>
+
+<div hx-get="/admin/" hx-trigger="load" hx-swap-oob="true" id="messages">htmx attributes</div>
+
+<span id="m-1-body" hx-swap-oob="innerHTML">taken over</span> <span id="m-2-body">same id</span>
+
+<iframe src="https://example.com"></iframe> <form action="/c/new/"><input name="text"></form>
+
+![a tracking pixel](https://tracker.example/pixel.gif) <!-- a comment --> <b>an unclosed tag
+
+<style>body { display: none }</style>
+<p style="position:fixed;inset:0" onclick="window.pwned='click'">cover</p>
+
+```html
+<script>window.pwned = "inside a code block is only text"</script>
+```
+
+"""
+_hostile = _TOKEN_RE.findall(_HOSTILE)
+_HOSTILE_TOKENS = (*_hostile[:-1], _hostile[-1] + "\n\n")
+
+
+def hostile_tokens(count: int) -> list[str]:
+    """``style=hostile``: Markdown and HTML that try to run script or reach outside the reply, repeated."""
+    sample = itertools.cycle(_HOSTILE_TOKENS)
+    return [next(sample) for _ in range(max(0, count))]
+
+
 def markdown_tokens(count: int) -> list[str]:
     """``style=markdown``: a fixed Markdown passage (headings, lists, code, a table), repeated.
 

@@ -18,7 +18,13 @@ from chat.simulator.fault_answers import (
     _retry_status_error,
 )
 from chat.simulator.plan import STREAM_ERROR_MESSAGES, SimulatorConfig, _Plan, _plan_for
-from chat.simulator.replies import _prompt_tokens, markdown_tokens, reasoning_text, reply_tokens
+from chat.simulator.replies import (
+    _prompt_tokens,
+    hostile_tokens,
+    markdown_tokens,
+    reasoning_text,
+    reply_tokens,
+)
 from chat.simulator.stats import SimulatorStats
 from chat.simulator.wire import (
     _Connection,
@@ -239,7 +245,12 @@ class Simulator:
                 conn.writer, 200, "text/html; charset=utf-8", _PORTAL_PAGE.encode(), keep_alive=keep_alive
             )
             return keep_alive
-        tokens = markdown_tokens(plan.tokens) if plan.markdown else reply_tokens(messages, plan.tokens)
+        if plan.style == "markdown":
+            tokens = markdown_tokens(plan.tokens)
+        elif plan.style == "hostile":
+            tokens = hostile_tokens(plan.tokens)
+        else:
+            tokens = reply_tokens(messages, plan.tokens)
         limit = body.get("max_tokens")
         if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < len(tokens):
             tokens = tokens[:limit]  # as a real server does: stop at the limit and say so
