@@ -1,5 +1,6 @@
-// The few things the browser must do on its own: Enter to send, keep the view
-// at the newest text, show the connection state, and keep an unsent message.
+// The few things the browser must do on its own: Enter to send, keep the view at the newest
+// text while the reader is there, show the connection state, keep an unsent message, fit the
+// composer to its text, and copy code and replies.
 (function () {
   "use strict";
 
@@ -7,8 +8,11 @@
   function messages() { return document.getElementById("messages"); }
   function composer() { return document.getElementById("composer"); }
   function textarea() { return document.getElementById("message-text"); }
+  function sendButton() { return document.getElementById("send-button"); }
+  function jumpButton() { return document.getElementById("jump-to-latest"); }
 
   var pending = null; // {clientId, text} of a message sent but not yet stored
+  var sending = false; // a message is on its way: Send stays disabled until it is stored or refused
 
   // Every (re)connection says which version of the conversation the page shows, so the server
   // sends only what the page is missing: just the live replies, or the whole branch.
@@ -29,13 +33,85 @@
   }
 
   function stopForm() { return document.getElementById("stop-form"); }
-  var stickToBottom = true;
 
-  function nearBottom(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 80; }
+  // Following the newest text. A reply arrives as dozens of socket frames a second; reading the
+  // list's layout for each would force a layout per frame. Frames (and scrolls, resizes) only ask
+  // for a frame; one requestAnimationFrame callback reads the layout once and scrolls.
+  var NEAR_BOTTOM = 80; // px: this close to the end counts as "at the bottom"
+  var following = true;
+  var lastTop = 0; // the list's scrollTop and scrollHeight as the previous frame left them
+  var lastHeight = 0;
+  var frameRequested = false;
 
-  function scrollToEnd() {
+  function requestFollow() {
+    if (frameRequested) return;
+    frameRequested = true;
+    requestAnimationFrame(followFrame);
+  }
+
+  function followFrame() {
+    frameRequested = false;
     var list = messages();
-    if (list && stickToBottom) list.scrollTop = list.scrollHeight;
+    if (!list) return;
+    var top = list.scrollTop;
+    var height = list.scrollHeight;
+    var distance = height - top - list.clientHeight;
+    // The view moving up is the reader's doing (wheel, keys, scrollbar, a focused link), except
+    // when the text got shorter (a reply re-rendered, a branch switched): then the browser may
+    // have pulled the view up to the new end. Scroll anchoring is off for the list (chat.css),
+    // so growing text never moves it.
+    if (top < lastTop - 1 && height >= lastHeight) following = false;
+    else if (distance <= 1 || (top > lastTop + 1 && distance <= NEAR_BOTTOM)) following = true;
+    if (following && distance > 0) {
+      list.scrollTop = height;
+      top = list.scrollTop;
+      distance = 0;
+    }
+    lastTop = top;
+    lastHeight = height;
+    var jump = jumpButton();
+    if (jump) jump.hidden = following || distance <= NEAR_BOTTOM;
+  }
+
+  function jumpToLatest() {
+    following = true;
+    requestFollow();
+    // The button hides itself; keyboard focus should not vanish with it.
+    var area = textarea();
+    if (area && document.activeElement === jumpButton()) area.focus({ preventScroll: true });
+  }
+
+  // The composer grows with its text; CSS caps it (max-height) and it scrolls beyond that.
+  function fitComposer() {
+    var area = textarea();
+    if (!area) return;
+    area.style.height = "auto"; // measure from its natural height, so it can shrink too
+    area.style.height = area.scrollHeight + area.offsetHeight - area.clientHeight + "px";
+  }
+
+  function hasText() {
+    var area = textarea();
+    return !!area && area.value.trim() !== "";
+  }
+
+  function updateSendButton() {
+    var button = sendButton();
+    if (button) button.disabled = sending || !hasText();
+  }
+
+  function setSending(on) {
+    sending = on;
+    updateSendButton();
+  }
+
+  // After a send, the next message is typed where the last one was, unless the reader has
+  // meanwhile moved to some other field.
+  function refocusComposer() {
+    var area = textarea();
+    var form = composer();
+    var active = document.activeElement;
+    if (!area || active === area) return;
+    if (!active || active === document.body || (form && form.contains(active))) area.focus({ preventScroll: true });
   }
 
   function setNotice(text, info) {
@@ -43,11 +119,6 @@
     if (!notice) return;
     notice.textContent = text;
     notice.classList.toggle("info", !!info);
-  }
-
-  function setSending(on) {
-    var button = document.getElementById("send-button");
-    if (button) button.disabled = on;
   }
 
   document.addEventListener("keydown", function (event) {
@@ -60,12 +131,20 @@
     if (event.target !== area || event.key !== "Enter" || event.shiftKey || event.isComposing) return;
     event.preventDefault();
     var form = composer();
-    var button = document.getElementById("send-button");
-    if (form && !(button && button.disabled)) form.requestSubmit(button || undefined);
+    var button = sendButton();
+    // Checked here as well as through the button: a blank message never goes out.
+    if (form && hasText() && !(button && button.disabled)) form.requestSubmit(button || undefined);
+  });
+
+  document.addEventListener("input", function (event) {
+    if (event.target !== textarea()) return;
+    fitComposer();
+    updateSendButton();
+    requestFollow(); // a taller composer shortens the list; keep its end in view
   });
 
   document.addEventListener("scroll", function (event) {
-    if (event.target === messages()) stickToBottom = nearBottom(event.target);
+    if (event.target === messages()) requestFollow();
   }, true);
 
   document.addEventListener("htmx:wsConnecting", function () {
@@ -114,6 +193,9 @@
     var clientId = document.getElementById("client-id");
     pending = { clientId: clientId ? clientId.value : "", text: area ? area.value : "" };
     setSending(true);
+    // Whoever sends a message wants to read its answer.
+    following = true;
+    requestFollow();
     var el = chat();
     if (el && el.dataset.connection !== "open") {
       setNotice("Not connected: your message is queued and will be sent when the connection is back.", true);
@@ -127,21 +209,115 @@
       if (clientId && clientId.value !== pending.clientId) {
         // Stored: the server handed out a fresh key for the next message.
         var area = textarea();
-        if (area && area.value === pending.text) area.value = "";
+        if (area && area.value === pending.text) {
+          area.value = "";
+          fitComposer();
+        }
         pending = null;
         setSending(false);
+        refocusComposer();
       } else if (document.getElementById("composer-notice").textContent && !document.getElementById("composer-notice").classList.contains("info")) {
         // Refused with a reason: keep the text so it can be fixed.
         pending = null;
         setSending(false);
+        refocusComposer();
       }
     }
-    scrollToEnd();
+    requestFollow();
   });
 
-  // Editing a message: its form comes from a <template> (so the page's text stays the
-  // conversation's text) and is handed to htmx to send over the socket.
+  // Copying. Buttons arrive with messages (htmx swaps), so one listener on the document serves
+  // them all. The result shows on the button for a moment and is announced through #copy-status.
+  var COPY_FEEDBACK_MS = 1500;
+  var copyTimers = new WeakMap();
+
+  function showCopyResult(button, copied) {
+    var result = copied ? "Copied" : "Copy failed";
+    if (!button.dataset.label) button.dataset.label = button.textContent;
+    button.textContent = result;
+    var status = document.getElementById("copy-status");
+    if (status) {
+      // Cleared first, so that a second "Copied" in a row is announced again.
+      status.textContent = "";
+      setTimeout(function () { status.textContent = result; }, 50);
+    }
+    clearTimeout(copyTimers.get(button));
+    copyTimers.set(button, setTimeout(function () {
+      button.textContent = button.dataset.label;
+      if (status && status.textContent === result) status.textContent = "";
+    }, COPY_FEEDBACK_MS));
+  }
+
+  function copyCode(button) {
+    var block = button.closest(".code-block");
+    var code = block ? block.querySelector("pre code") : null;
+    if (!code || !navigator.clipboard) {
+      showCopyResult(button, false); // the Clipboard API exists only on https:// and localhost
+      return;
+    }
+    navigator.clipboard.writeText(code.textContent).then(
+      function () { showCopyResult(button, true); },
+      function () { showCopyResult(button, false); }
+    );
+  }
+
+  // The reply's Markdown source. Anything but text/plain (a login page after the session ended,
+  // an error page) is a failure, not something to paste.
+  function fetchSource(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "text/plain" } }).then(function (response) {
+      var type = response.headers.get("Content-Type") || "";
+      if (!response.ok || response.redirected || type.indexOf("text/plain") !== 0) {
+        throw new Error("Could not load the reply's text (" + response.status + ")");
+      }
+      return response.text();
+    });
+  }
+
+  function copyReply(button) {
+    var url = button.dataset.sourceUrl ? new URL(button.dataset.sourceUrl, location.href) : null;
+    if (!url || url.origin !== location.origin || !navigator.clipboard) {
+      showCopyResult(button, false);
+      return;
+    }
+    var copied;
+    if (typeof ClipboardItem === "function" && navigator.clipboard.write) {
+      // Handing the clipboard a promise starts the write now, while the click still counts as
+      // the user's gesture (Safari refuses a write that starts after an await).
+      var blob = fetchSource(url.href).then(function (text) {
+        return new Blob([text], { type: "text/plain" });
+      });
+      blob.catch(function () {}); // reported through the write below, not as an unhandled rejection
+      try {
+        copied = navigator.clipboard.write([new ClipboardItem({ "text/plain": blob })]);
+      } catch (error) {
+        copied = Promise.reject(error);
+      }
+    } else {
+      copied = fetchSource(url.href).then(function (text) { return navigator.clipboard.writeText(text); });
+    }
+    copied.then(
+      function () { showCopyResult(button, true); },
+      function () { showCopyResult(button, false); }
+    );
+  }
+
   document.addEventListener("click", function (event) {
+    var copyCodeButton = event.target.closest(".copy-code");
+    if (copyCodeButton) {
+      copyCode(copyCodeButton);
+      return;
+    }
+    var copyReplyButton = event.target.closest(".copy-reply");
+    if (copyReplyButton) {
+      copyReply(copyReplyButton);
+      return;
+    }
+    if (event.target.closest("#jump-to-latest")) {
+      jumpToLatest();
+      return;
+    }
+    // Editing a message: its form comes from a <template> (so the page's text stays the
+    // conversation's text) and is handed to htmx to send over the socket.
     var edit = event.target.closest(".edit-button");
     if (edit) {
       var article = edit.closest("article");
@@ -162,8 +338,22 @@
     }
   });
 
+  // Text can change without an input event: restored by the browser on Back, or a new width
+  // that rewraps it.
+  function refreshComposer() {
+    fitComposer();
+    updateSendButton();
+    requestFollow();
+  }
+  window.addEventListener("pageshow", refreshComposer);
+  window.addEventListener("resize", fitComposer);
+
   document.addEventListener("DOMContentLoaded", function () {
-    scrollToEnd();
+    refreshComposer();
+    var list = messages();
+    // The list changes size when the composer grows, the Stop button comes and goes, or the
+    // window is resized; the end stays in view while following.
+    if (list && typeof ResizeObserver === "function") new ResizeObserver(requestFollow).observe(list);
     var area = textarea();
     if (area) area.focus();
   });
