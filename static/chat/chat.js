@@ -16,12 +16,26 @@
 
   // Every (re)connection says which version of the conversation the page shows, so the server
   // sends only what the page is missing: just the live replies, or the whole branch.
+  // The new-chat page's socket becomes its conversation's: after the first message a reconnect
+  // goes to the conversation's own address.
   var createWebSocket = htmx.createWebSocket;
   htmx.createWebSocket = function (url) {
+    var started = document.getElementById("conversation-started");
+    if (started && started.dataset.socket && /\/ws\/new\/$/.test(url)) url = started.dataset.socket;
     var state = document.getElementById("chat-state");
     var version = state ? state.dataset.version : "";
     return createWebSocket(version ? url + (url.indexOf("?") < 0 ? "?" : "&") + "since=" + version : url);
   };
+
+  // The first message of a new chat went over the socket and created the conversation: the page
+  // is now its page, without loading another (the address, the title, Back).
+  function adoptConversation() {
+    var started = document.getElementById("conversation-started");
+    if (!started || !started.dataset.url || location.pathname === started.dataset.url) return;
+    history.pushState({ conversation: started.dataset.url }, "", started.dataset.url);
+    document.title = started.dataset.title + " · Chat";
+  }
+  window.addEventListener("popstate", function () { location.reload(); });
 
   // A reply's ending arrives as its new footer; the footer carries the status for the message.
   function applyEndings() {
@@ -204,6 +218,7 @@
 
   document.addEventListener("htmx:wsAfterMessage", function () {
     applyEndings();
+    adoptConversation();
     if (pending) {
       var clientId = document.getElementById("client-id");
       if (clientId && clientId.value !== pending.clientId) {

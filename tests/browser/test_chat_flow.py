@@ -120,3 +120,35 @@ def test_a_reply_without_reasoning_shows_no_thinking_section(page: Page, site: s
     reply = page.locator('[data-role="assistant"]').last
     expect(reply).to_have_attribute("data-status", "complete", timeout=20_000)
     expect(reply.locator("details.thinking")).to_be_hidden()
+
+
+def test_a_new_chat_starts_on_the_same_page_without_loading_another(page: Page, site: str):
+    log_in(page, site)
+    page.evaluate("() => { window.sameDocument = true; }")
+    send(page, "No page load, please")
+    page.wait_for_url(f"{site}/c/*/")
+    reply = page.locator('[data-role="assistant"]').last
+    expect(reply).to_have_attribute("data-status", "complete", timeout=20_000)
+    assert page.evaluate("() => window.sameDocument") is True, "the page was loaded again"
+    expected = shown_text(reply_text([{"role": "user", "content": "No page load, please"}], REPLY_TOKENS))
+    assert reply.locator(".message-body").text_content() == expected
+    expect(page.locator('#conversation-list a[aria-current="page"]')).to_have_text("No page load, please")
+    assert page.title() == "No page load, please · Chat"
+    expect(page.get_by_label("Message")).to_be_focused()
+
+    page.get_by_label("Message").fill("And a second one")
+    page.get_by_label("Message").press("Enter")
+    expect(page.locator('[data-role="assistant"]')).to_have_count(2)
+    expect(page.locator('[data-role="assistant"]').last).to_have_attribute(
+        "data-status", "complete", timeout=20_000
+    )
+    assert page.evaluate("() => window.sameDocument") is True
+
+    conversation_url = page.url
+    page.reload()
+    expect(page.locator('[data-role="assistant"]')).to_have_count(2)
+    page.go_back()
+    expect(page.get_by_text("Ask anything to start a conversation.")).to_be_visible()
+    assert page.url == f"{site}/"
+    page.go_forward()
+    assert page.url == conversation_url
