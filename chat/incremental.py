@@ -236,7 +236,7 @@ _ENDED_BY_A_BLANK_LINE = frozenset({"paragraph_open", "heading_open", "blockquot
 def _blocks(complete: str) -> list[tuple[int, str, int]]:
     """Each top-level block of ``complete`` (whole lines only): its first line, its kind, its end line."""
     env: dict[str, Any] = {}
-    tokens = markdown.parser().parse(complete, env)
+    tokens = markdown.block_parser().parse(complete, env)
     return [(token.map[0], token.type, token.map[1]) for token in tokens if token.level == 0 and token.map]
 
 
@@ -262,7 +262,7 @@ def _offset(text: str, line: int) -> int:
 
 def _opens_fence(complete: str) -> bool:
     """True if the first line of ``complete`` opens a fenced code block, as markdown-it reads it."""
-    tokens = markdown.parser().parse(complete[: complete.find("\n") + 1], {})
+    tokens = markdown.block_parser().parse(complete[: complete.find("\n") + 1], {})
     return bool(tokens) and tokens[0].type == "fence"
 
 

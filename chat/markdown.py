@@ -199,6 +199,18 @@ def parser() -> MarkdownIt:
     return md
 
 
+@functools.cache
+def block_parser() -> MarkdownIt:
+    """The same parser, stopping at blocks: where blocks start and end, without reading their text.
+
+    Streaming asks this after every completed line, so it skips what only rendering needs.
+    """
+    md = MarkdownIt("commonmark", {"html": False})
+    md.enable(["table", "strikethrough"])
+    md.core.ruler.enableOnly(["normalize", "block"])
+    return md
+
+
 def render(text: str) -> str:
     """A whole text as sanitized HTML."""
     if not text:
