@@ -8,8 +8,10 @@ thousands of them cost one process start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+import sqlite3
 import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,7 +23,7 @@ import httpx
 
 from bench import procs
 from bench.wsclient import Reply, Socket, connect
-from chat.simulator import reply_text, reply_tokens
+from chat.simulator import markdown_tokens, reply_tokens
 
 USERNAME = "bench"
 PASSWORD = "bench-password-not-secret"
@@ -39,42 +41,55 @@ print("\\n".join("CONV " + str(row.pk) for row in rows))
 """
 
 
+Expected = tuple[str, tuple[int, ...]]
+
+
 @lru_cache(maxsize=4096)
-def expected(text: str, tokens: int) -> tuple[str, tuple[int, ...]]:
-    """The simulator's reply to a first message ``text``, and the text length after each token."""
-    messages = [{"role": "user", "content": text}]
+def expected(text: str, tokens: int, style: str = "prose") -> Expected:
+    """The simulator's reply to a first message ``text``, and the text length after each token.
+
+    With ``style="markdown"`` the reply is its Markdown passage, whatever the message.
+    """
+    if style == "markdown":
+        pieces = markdown_tokens(tokens)
+    else:
+        pieces = reply_tokens([{"role": "user", "content": text}], tokens)
     ends: list[int] = []
     total = 0
-    for token in reply_tokens(messages, tokens):
+    for token in pieces:
         total += len(token)
         ends.append(total)
-    return reply_text(messages, tokens), tuple(ends)
+    return "".join(pieces), tuple(ends)
+
+
+def demo_model(tokens: int, tps: float, style: str = "prose") -> str:
+    """The model id that makes the simulator answer ``tokens`` tokens at ``tps`` (in ``style``)."""
+    model = f"demo?tokens={tokens}&tps={tps:g}"
+    return model if style == "prose" else f"{model}&style={style}"
 
 
 def message(text: str, model: str) -> str:
     return json.dumps({"text": text, "model": model, "client_id": str(uuid.uuid4())})
 
 
-def problem(reply: Reply, text: str, tokens: int, *, stopped: bool = False) -> str | None:
-    """Why ``reply`` is not the complete, exact reply to ``text``; None when it is.
+def problem(reply: Reply, *, stopped: bool = False) -> str | None:
+    """Why ``reply`` is not the complete, exact reply it was expected to be; None when it is.
 
-    With ``stopped``, a reply stopped on request passes if its text is a start of the reply.
+    The frames' text was matched against the expected text as it came (``Reply.delta``); here the
+    page must have received all of it, and been told the text was complete. With ``stopped``, a
+    reply stopped on request passes if what it received is a start of the reply.
     """
     if reply.status != "complete" and not (stopped and reply.status == "stopped"):
         why = f"ended {reply.status!r}"
         detail = "; ".join([reply.notice, *reply.problems] if reply.notice else reply.problems)
         return f"{why} ({detail})" if detail else why
     if reply.problems:
-        return "; ".join(reply.problems)
-    want, _ = expected(text, tokens)
-    got = reply.text
-    if reply.status == "stopped":
-        want = want[: len(got)]
-    if got != want:
-        at = next(
-            (i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want))
-        )
-        return f"text differs at char {at} (got {len(got)} chars, want {len(want)})"
+        return "; ".join(reply.problems[:2])
+    if reply.status == "complete":
+        if reply.position != len(reply.expected):
+            return f"text incomplete (got {reply.position} chars, want {len(reply.expected)})"
+        if not reply.tail_deleted:
+            return "no frame said the text was complete"
     return None
 
 
@@ -87,6 +102,25 @@ class App:
     session: str = ""
     snapshot_frames: int = 1
     pool: list[str] = field(default_factory=list)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The worker's SQLite database file (``sqlite:////abs/path``), None on PostgreSQL."""
+        url = self.env.get("DATABASE_URL", "")
+        return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+    def stored_html(self, message_ids: list[str]) -> dict[str, str]:
+        """Each reply's stored HTML (``content_html``), read from the SQLite file, read-only."""
+        path = self.sqlite_path
+        if path is None:
+            raise RuntimeError("stored_html reads the SQLite worker's database only")
+        marks = ",".join("?" * len(message_ids))
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=20)) as db:
+            rows = db.execute(
+                f"SELECT id, content_html FROM chat_message WHERE id IN ({marks})",
+                [int(i) for i in message_ids],
+            ).fetchall()
+        return {str(ident): html for ident, html in rows}
 
     @property
     def host(self) -> str:
@@ -158,9 +192,12 @@ class App:
         return count
 
 
-async def run_reply(sock: Socket, text: str, model: str, within: float) -> Reply:
-    """Send ``text`` on ``sock`` and wait for the reply's ending (at most ``within`` seconds)."""
-    reply = sock.start(message(text, model))
+async def run_reply(sock: Socket, text: str, model: str, want: Expected, within: float) -> Reply:
+    """Send ``text`` on ``sock`` and wait for the reply's ending (at most ``within`` seconds).
+
+    ``want`` is the reply expected (``expected``).
+    """
+    reply = sock.start(message(text, model), want)
     try:
         await asyncio.wait_for(asyncio.shield(reply.done), within)
     except TimeoutError:

@@ -42,8 +42,18 @@ def chat_counts(conn: psycopg.Connection) -> Counts:
     return {name: (ins, upd, dele) for name, ins, upd, dele in rows}
 
 
+# A backend flushes its statistics at most once a second; what it writes within a second of a
+# flush waits until it has been idle this long (PostgreSQL 15+, PGSTAT_IDLE_INTERVAL), or until
+# it exits. Two equal reads a second apart do not prove it has flushed.
+IDLE_FLUSH_SECONDS = 10.0
+
+
 def settled_counts(conn: psycopg.Connection, first_wait: float = 1.5, limit: float = 15) -> Counts:
-    """Counts once other backends have flushed their statistics (two equal reads a second apart)."""
+    """Counts once other backends have flushed their statistics (two equal reads a second apart).
+
+    Backends still connected may hold writes back for ``IDLE_FLUSH_SECONDS``: wait longer than
+    that (``first_wait``) when they stay open.
+    """
     time.sleep(first_wait)
     deadline = time.monotonic() + limit
     previous = chat_counts(conn)

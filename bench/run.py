@@ -2,9 +2,13 @@
 
 Everything runs on this machine over loopback: the simulator (``manage.py simulate_upstream``), one
 Daphne worker serving the app (SQLite, in-memory channel layer), and this process as the client
-(a lean asyncio WebSocket client for the app, a lean HTTP client for the simulator). The database-writes
-figure uses
-a second worker on a PostgreSQL database the bench creates and drops. Nothing is downloaded.
+(a lean asyncio WebSocket client for the app, a lean HTTP client for the simulator). The
+database-writes figure uses a second worker on a PostgreSQL database the bench creates and drops.
+The Markdown render figure runs the renderer in this process, before anything starts; the browser
+figures drive the system's Chromium through Playwright. Nothing is downloaded.
+
+Figures (``--only``): render (Markdown rendering cost, in-process), memory, ttft, lag, streams,
+md-bytes and md-streams (Markdown replies through the app), browser, db.
 """
 
 from __future__ import annotations
@@ -16,17 +20,17 @@ import shutil
 import statistics
 import sys
 import tempfile
-import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from bench import direct, pg, procs, scenarios
+from bench import browser, direct, markdown_replies, pg, procs, render, scenarios
 from bench.app import App, start_app
+from bench.report import Report, cpu_pct, log, problems_text, verdict
 from bench.stats import kib, ms, pair_ms, percentile, table
 
-FIGURES = ("ttft", "streams", "lag", "db", "memory")
+FIGURES = ("render", "memory", "ttft", "lag", "streams", "md-bytes", "md-streams", "browser", "db")
 
 FULL = {
     "steps": "100,250,500,1000,1500",
@@ -36,6 +40,9 @@ FULL = {
     "lag_repeats": 3,
     "db_replies": 5,
     "sockets": 1000,
+    "md_replies": 5,
+    "browser_repeats": 3,
+    "browser_long_tokens": 20000,
 }
 QUICK = {
     "steps": "100,250,500",
@@ -45,6 +52,9 @@ QUICK = {
     "lag_repeats": 1,
     "db_replies": 2,
     "sockets": 300,
+    "md_replies": 2,
+    "browser_repeats": 1,
+    "browser_long_tokens": 20000,
 }
 
 
@@ -53,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Full run: a few minutes on 2 cores; --quick: about a minute and a half. "
+        epilog="Full run: about six minutes on 2 cores; --quick: about three. "
         f"Defaults of a full run: {FULL}; with --quick: {QUICK}.",
     )
     parser.add_argument("--quick", action="store_true", help="a faster, smaller run (see the defaults below)")
@@ -93,6 +103,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--db-tokens", type=int, default=2000, help="their length (default 2000 tokens)")
     add("--db-tps", type=float, default=200, help="their pace (default 200 tokens/s)")
     add("--sockets", type=int, help="idle sockets opened for the memory figure")
+    add("--render-sizes", default="5000,20000", help="reply lengths rendered in-process (5000,20000)")
+    add("--render-repeats", type=int, default=3, help="renders of each length (the median is reported)")
+    add("--md-replies", type=int, help="concurrent Markdown replies for the bytes-against-HTML figure")
+    add("--md-tokens", type=int, default=2000, help="their length (default 2000 tokens)")
+    add("--md-tps", type=float, default=200, help="their pace (default 200 tokens/s)")
+    add("--md-streams", type=int, default=100, help="live Markdown streams for their CPU per token (100)")
+    add("--browser-repeats", type=int, help="runs of each watched reply in Chromium (the median is reported)")
+    add("--browser-busy-tokens", type=int, default=2000, help="reply watched for main-thread time (2000)")
+    add("--browser-busy-tps", type=float, default=200, help="its pace (default 200 tokens/s)")
+    add("--browser-long-tokens", type=int, help="reply watched for long tasks (20000)")
+    add("--browser-long-tps", type=float, default=500, help="its pace (default 500 tokens/s)")
     add(
         "--pg-url",
         default="postgresql://postgres@127.0.0.1:5432/test",
@@ -116,44 +137,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.steps = [int(s) for s in str(args.steps).split(",") if s.strip()]
+    args.render_sizes = [int(s) for s in str(args.render_sizes).split(",") if s.strip()]
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
     if unknown := args.only - set(FIGURES):
         parser.error(f"unknown figures: {', '.join(sorted(unknown))}")
     return args
-
-
-_T0 = perf_counter()
-
-
-def log(text: str) -> None:
-    print(f"[{perf_counter() - _T0:6.1f}s] {text}", file=sys.stderr, flush=True)
-
-
-Row = tuple[str, str, str, str]
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    details: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    keep: bool = False  # something went wrong in the app: keep its log and database
-
-    def row(self, figure: str, value: str, target: str = "", result: str = "") -> None:
-        self.rows.append((figure, value, target, result))
-
-    def failed(self, figure: str, exc: BaseException) -> None:
-        self.row(figure, f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:90]}")
-        self.notes.append(f"{figure} failed:\n" + "".join(traceback.format_exception(exc))[-1500:])
-
-
-def _cpu_pct(cpu: dict[str, float], name: str) -> str:
-    wall = cpu.get("wall") or math.nan
-    return f"{100 * cpu.get(name, math.nan) / wall:.0f}%"
 
 
 def _half(values: list[float], which: int) -> float:
@@ -161,22 +149,40 @@ def _half(values: list[float], which: int) -> float:
     return percentile(values[:middle] if which == 0 else values[middle:], 50)
 
 
-def _problems(counter: Any) -> str:
-    return "; ".join(f"{n}x {why}" for why, n in counter.most_common(3))
-
-
 async def measure(args: argparse.Namespace, workdir: Path, report: Report) -> None:
+    if "render" in args.only:  # first, while nothing else runs
+        log(f"Markdown render in-process: {', '.join(map(str, args.render_sizes))} tokens")
+        await _guard(report, "Markdown render", _render(args, report))
+    if not args.only - {"render"}:
+        return
     log("starting the simulator")
     simulator, base = procs.start_simulator(workdir)
     apps: list[App] = []
+    postgres: Postgres | None = None
     try:
+        if "db" in args.only:
+            try:
+                postgres = await _start_postgres(args, workdir, report, simulator, base, apps)
+            except Exception as exc:
+                log(f"PostgreSQL worker failed: {exc!r}")
+                report.failed("DB writes per reply (PostgreSQL)", exc)
+                args.only.discard("db")
         await _main_worker(args, workdir, report, simulator, base, apps)
         if "db" in args.only:
-            await _postgres_worker(args, workdir, report, simulator, base, apps)
+            await _guard(
+                report,
+                "DB writes per reply (PostgreSQL)",
+                _postgres_figures(args, report, simulator, apps, postgres),
+            )
     finally:
         for app in apps:
             app.server.stop()
         simulator.stop()
+        if postgres is not None:
+            try:
+                pg.drop(args.pg_url, args.pg_database)
+            except Exception as exc:
+                report.notes.append(f"Could not drop {args.pg_database}: {exc}")
 
 
 def _conversations_needed(args: argparse.Namespace) -> int:
@@ -191,6 +197,10 @@ def _conversations_needed(args: argparse.Namespace) -> int:
         need += sum(args.steps)
     if "db" in args.only:
         need += args.db_replies
+    if "md-bytes" in args.only:
+        need += args.md_replies
+    if "md-streams" in args.only:
+        need += args.md_streams
     return need
 
 
@@ -227,6 +237,14 @@ async def _main_worker(
             await _guard(report, "End-of-reply lag", _lag(app, client, args, report))
         if "streams" in args.only:
             await _guard(report, "Streams per worker", _streams(app, simulator, args, report))
+        if "md-bytes" in args.only:
+            figure = "Bytes per reply with Markdown"
+            await _guard(report, figure, markdown_replies.bytes_against_html(app, simulator, args, report))
+        if "md-streams" in args.only:
+            figure = "App CPU per token, Markdown replies"
+            await _guard(report, figure, markdown_replies.cpu_per_token(app, simulator, args, report))
+        if "browser" in args.only:
+            await _guard(report, "Browser figures", _browser(app, args, report))
     finally:
         await client.aclose()
 
@@ -237,6 +255,47 @@ async def _guard(report: Report, figure: str, work: Any) -> None:
     except Exception as exc:
         log(f"{figure} failed: {exc!r}")
         report.failed(figure, exc)
+
+
+async def _render(args: argparse.Namespace, report: Report) -> None:
+    render.setup_django()
+    render.render_cost(500, 1)  # warm-up: the first render imports lexers and compiles patterns
+    costs = [render.render_cost(tokens, args.render_repeats) for tokens in args.render_sizes]
+    for cost in costs:
+        report.row(
+            f"Markdown render, {cost.tokens:,}-token reply",
+            f"{cost.seconds * 1000:.0f} ms ({cost.per_token * 1e6:.1f} us/token)",
+        )
+    report.details.append(
+        f"Markdown render in this process (CPU time, median of {args.render_repeats}): the simulator's "
+        f"Markdown passage in deltas of {render.TOKENS_PER_DELTA} tokens through IncrementalMarkdown and "
+        "update_frames, then end(); "
+        + "; ".join(
+            f"{c.tokens:,} tokens: runs {', '.join(f'{x * 1000:.0f}' for x in c.runs)} ms, frames "
+            f"{c.frame_bytes / 1000:.0f} kB for {c.html_bytes / 1000:.0f} kB of HTML "
+            f"({c.frame_bytes / c.html_bytes:.2f}x)"
+            for c in costs
+        )
+        + "."
+    )
+    if len(costs) >= 2:
+        small, large = costs[0], costs[-1]
+        ratio = large.per_token / small.per_token
+        report.row(
+            f"Markdown render, us/token at {large.tokens:,} vs {small.tokens:,} tokens",
+            f"{ratio:.2f}x",
+            "<= 1.5x (linear)",
+            verdict(ratio <= 1.5),
+        )
+
+
+async def _browser(app: App, args: argparse.Namespace, report: Report) -> None:
+    if (why := browser.unavailable()) is not None:
+        log(f"browser figures skipped: {why}")
+        report.row("Browser figures (Chromium)", f"skipped: {why}")
+        return
+    log(f"browser: Chromium, {args.browser_repeats} run(s) of each figure")
+    browser.rows(report, await browser.measure(app, args), args)
 
 
 async def _memory(app: App, args: argparse.Namespace, report: Report) -> None:
@@ -296,8 +355,8 @@ async def _ttft(
                 f"app max {ms(max(through.values, default=math.nan))}; "
                 f"app p50 over the first half of the probes {ms(_half(through.values, 0))}, over the second "
                 f"{ms(_half(through.values, 1))} (rising: replies wait in a growing queue); "
-                f"during the probes app CPU {_cpu_pct(through.cpu, 'app')}, simulator "
-                f"{_cpu_pct(through.cpu, 'simulator')}, bench {_cpu_pct(through.cpu, 'bench')} of a core."
+                f"during the probes app CPU {cpu_pct(through.cpu, 'app')}, simulator "
+                f"{cpu_pct(through.cpu, 'simulator')}, bench {cpu_pct(through.cpu, 'bench')} of a core."
             )
             for name, run in zip(("direct", "app"), under, strict=True):
                 if not run.all_live:
@@ -305,17 +364,17 @@ async def _ttft(
                         f"TTFT {label} {name}: some background streams ended before the probes did"
                     )
                 if run.problems:
-                    report.notes.append(f"TTFT {label} {name} background: {_problems(run.problems)}")
+                    report.notes.append(f"TTFT {label} {name} background: {problems_text(run.problems)}")
         for name, samples in (("direct", straight), ("app", through)):
             if samples.problems:
-                report.notes.append(f"TTFT {label} {name}: {_problems(samples.problems)}")
+                report.notes.append(f"TTFT {label} {name}: {problems_text(samples.problems)}")
                 report.keep = True
 
 
 async def _lag(app: App, client: direct.Client, args: argparse.Namespace, report: Report) -> None:
     result = await scenarios.end_lag(app, client, args.lag_tokens, args.lag_tps, args.lag_repeats)
     if result.problems:
-        report.notes.append(f"End-of-reply lag: {_problems(result.problems)}")
+        report.notes.append(f"End-of-reply lag: {problems_text(result.problems)}")
     if not result.app or not result.direct:
         report.row("End-of-reply lag", "no valid run", "< 50 ms", "MISS")
         return
@@ -343,9 +402,7 @@ async def _streams(app: App, simulator: procs.Server, args: argparse.Namespace, 
         "  spread: first send to the last stream's first text; together: seconds all were live;",
         "  added: frames' lateness against the simulator's schedule (live p99: only while all were live);",
         "  TTFT includes the queue of replies waiting to start; CPU (% of a core), CPU/token: all live.",
-        f"  {'streams':>7} {'tokens':>6} {'ok':>5} {'spread':>7} {'together':>8} {'added p50/p99':>16} "
-        f"{'live p99':>8} {'max':>7} {'TTFT p50/p99':>17} {'frames':>6} {'app':>5} {'sim':>5} {'bench':>5} "
-        f"{'app CPU/token':>13}",
+        scenarios.STEP_COLUMNS,
     ]
     cpu_per_token, per_token_at = math.nan, 0
     rate = args.start_rate
@@ -363,9 +420,9 @@ async def _streams(app: App, simulator: procs.Server, args: argparse.Namespace, 
                 args.max_spread,
             )
             observed = streams / step.start_spread if step.start_spread > 0 else math.nan
-            lines.append(_step_line(step))
+            lines.append(step.line())
             if step.problems:
-                lines.append(f"          problems: {_problems(step.problems)}")
+                lines.append(f"          problems: {problems_text(step.problems)}")
                 report.keep = True
             if not math.isnan(observed):
                 retry = step.ok == streams and not step.all_live > 0 and observed < rate and attempt == 1
@@ -398,78 +455,85 @@ async def _streams(app: App, simulator: procs.Server, args: argparse.Namespace, 
     report.details.append("\n".join(lines))
 
 
-def _step_line(step: scenarios.Step) -> str:
-    steady = step.steady_cpu or {}
-    return (
-        f"  {step.streams:>7} {step.tokens_each:>6} {step.ok:>5} {step.start_spread:>6.1f}s "
-        f"{step.all_live:>7.1f}s {pair_ms(step.late_p50, step.late_p99):>16} "
-        f"{ms(percentile(step.steady_lateness, 99), 0):>8} "
-        f"{ms(max(step.lateness, default=math.nan), 0):>7} "
-        f"{pair_ms(percentile(step.ttft, 50), percentile(step.ttft, 99)):>17} "
-        f"{step.frames / step.streams:>6.0f} {_cpu_pct(steady, 'app'):>5} {_cpu_pct(steady, 'simulator'):>5} "
-        f"{_cpu_pct(steady, 'bench'):>5} {step.cpu_per_token * 1e6:>10.1f} us"
-    )
+@dataclass
+class Postgres:
+    """The second worker, on PostgreSQL, started and warmed up before the main worker's figures."""
+
+    app: App
+    url: str
+    warmed_at: float  # when its warm-up ended (its connections then hold statistics back)
 
 
-async def _postgres_worker(
+async def _start_postgres(
     args: argparse.Namespace,
     workdir: Path,
     report: Report,
     simulator: procs.Server,
     base: str,
     apps: list[App],
-) -> None:
-    label = f"{args.db_tokens} tokens at {args.db_tps:g} tok/s"
+) -> Postgres | None:
+    """Start it early: by the time its figure runs, the warm-up's statistics have been flushed."""
     try:
         pg.recreate(args.pg_url, args.pg_database)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         log(f"PostgreSQL not available: {reason}")
         report.row("DB writes per reply (PostgreSQL)", f"skipped: {reason}")
-        await _frames_on_sqlite(args, report, simulator, apps, label)
-        return
+        return None
+    log(f"PostgreSQL database {args.pg_database}: migrating, starting a second Daphne")
+    url = pg.database_url(args.pg_url, args.pg_database)
     try:
-        log(f"PostgreSQL database {args.pg_database}: migrating, starting a second Daphne")
-        url = pg.database_url(args.pg_url, args.pg_database)
         app = start_app("app-postgres", url, base, workdir, args.db_replies + 60)
         apps.append(app)
         await app.learn_snapshot()
         await scenarios.ttft_app(app, simulator, 1, 3, args.ttft_tokens, args.ttft_tps)  # warm-up
-        with pg.connect(url) as stats:
-            before = pg.settled_counts(stats)
-            log(f"db: {args.db_replies} concurrent replies of {label}")
-            result = await scenarios.batch(app, simulator, args.db_replies, args.db_tokens, args.db_tps)
-            app.server.stop()  # its connections end, so every backend has flushed its statistics
-            delta = pg.difference(pg.settled_counts(stats), before)
-        n = len(result.replies)
-        ins, upd, dele = (sum(v[i] for v in delta.values()) for i in range(3))
-        report.row(
-            f"DB writes per reply (PostgreSQL, {label})",
-            f"{(ins + upd + dele) / n:.1f} (ins {ins / n:.1f}, upd {upd / n:.1f}, del {dele / n:.1f})",
-        )
-        per_table = ", ".join(
-            f"{name} +{v[0]}/~{v[1]}/-{v[2]}" for name, v in sorted(delta.items()) if any(v)
-        )
-        report.details.append(
-            f"DB writes for {n} replies (rows inserted/updated/deleted): {per_table or 'none'}. "
-            f"Writes per reply include the user's message and the conversation's updates."
-        )
-        _frame_rows(report, result, label)
-    except Exception as exc:
-        log(f"db figure failed: {exc!r}")
-        report.failed("DB writes per reply (PostgreSQL)", exc)
-    finally:
-        try:
-            pg.drop(args.pg_url, args.pg_database)
-        except Exception as exc:
-            report.notes.append(f"Could not drop {args.pg_database}: {exc}")
+    except BaseException:
+        if apps and apps[-1].name == "app-postgres":
+            apps.pop().server.stop()
+        pg.drop(args.pg_url, args.pg_database)
+        raise
+    return Postgres(app=app, url=url, warmed_at=perf_counter())
+
+
+async def _postgres_figures(
+    args: argparse.Namespace,
+    report: Report,
+    simulator: procs.Server,
+    apps: list[App],
+    postgres: Postgres | None,
+) -> None:
+    label = f"{args.db_tokens} tokens at {args.db_tps:g} tok/s"
+    if postgres is None:
+        await _frames_on_sqlite(args, report, simulator, apps, label)
+        return
+    app = postgres.app
+    with pg.connect(postgres.url) as stats:
+        # The warm-up's connections stay open: its statistics may wait out the idle flush.
+        since = perf_counter() - postgres.warmed_at
+        before = pg.settled_counts(stats, first_wait=max(1.5, pg.IDLE_FLUSH_SECONDS + 1 - since))
+        log(f"db: {args.db_replies} concurrent replies of {label}")
+        result = await scenarios.batch(app, simulator, args.db_replies, args.db_tokens, args.db_tps)
+        app.server.stop()  # its connections end, so every backend has flushed its statistics
+        delta = pg.difference(pg.settled_counts(stats), before)
+    n = len(result.replies)
+    ins, upd, dele = (sum(v[i] for v in delta.values()) for i in range(3))
+    report.row(
+        f"DB writes per reply (PostgreSQL, {label})",
+        f"{(ins + upd + dele) / n:.1f} (ins {ins / n:.1f}, upd {upd / n:.1f}, del {dele / n:.1f})",
+    )
+    per_table = ", ".join(f"{name} +{v[0]}/~{v[1]}/-{v[2]}" for name, v in sorted(delta.items()) if any(v))
+    report.details.append(
+        f"DB writes for {n} replies (rows inserted/updated/deleted): {per_table or 'none'}. "
+        f"Writes per reply include the user's message and the conversation's updates."
+    )
+    _frame_rows(report, result, label)
 
 
 async def _frames_on_sqlite(
     args: argparse.Namespace, report: Report, simulator: procs.Server, apps: list[App], label: str
 ) -> None:
-    app = apps[0]
-    if app.server.process.poll() is not None:
+    app = next((a for a in apps if a.name == "app"), None)
+    if app is None or app.server.process.poll() is not None:
         return
     log(f"frames: {args.db_replies} concurrent replies of {label} (SQLite worker)")
     result = await scenarios.batch(app, simulator, args.db_replies, args.db_tokens, args.db_tps)
@@ -488,12 +552,12 @@ def _frame_rows(report: Report, result: scenarios.Batch, label: str) -> None:
         f"{result.mean('wire_bytes') / 1000:.1f} kB with frame headers",
     )
     if result.problems:
-        report.notes.append(f"Replies of {label}: {_problems(result.problems)}")
+        report.notes.append(f"Replies of {label}: {problems_text(result.problems)}")
         report.keep = True
     per_token = result.cpu.get("app", math.nan) / result.tokens if result.tokens else math.nan
     report.details.append(
         f"{n} concurrent replies of {label}: app CPU {per_token * 1e6:.1f} us per token "
-        f"({_cpu_pct(result.cpu, 'app')} of a core), simulator {_cpu_pct(result.cpu, 'simulator')}."
+        f"({cpu_pct(result.cpu, 'app')} of a core), simulator {cpu_pct(result.cpu, 'simulator')}."
     )
 
 

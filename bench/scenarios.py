@@ -12,13 +12,10 @@ from dataclasses import dataclass, field
 from time import perf_counter
 
 from bench import direct, procs
-from bench.app import App, expected, message, problem, run_reply
-from bench.stats import percentile
+from bench.app import App, demo_model, expected, message, problem, run_reply
+from bench.report import cpu_pct
+from bench.stats import ms, pair_ms, percentile
 from bench.wsclient import Reply
-
-
-def demo_model(tokens: int, tps: float) -> str:
-    return f"demo?tokens={tokens}&tps={tps:g}"
 
 
 class Cpu:
@@ -64,7 +61,7 @@ async def _lanes(concurrency: int, per_lane: int, period: float, one) -> None:
 async def ttft_app(
     app: App, simulator: procs.Server, concurrency: int, per_lane: int, tokens: int, tps: float
 ) -> Samples:
-    """Send → first delta frame, each stream on a fresh conversation and socket, opened beforehand."""
+    """Send → first frame adding text, each stream on a fresh conversation and socket, opened beforehand."""
     model = demo_model(tokens, tps)
     sockets = await app.open_many(app.take(concurrency * per_lane))
     out = Samples()
@@ -72,9 +69,9 @@ async def ttft_app(
     async def one(i: int, j: int) -> None:
         sock = sockets[i * per_lane + j]
         text = f"Latency probe {i}-{j}: what is new?"
-        reply = await run_reply(sock, text, model, within=tokens / tps + 30)
+        reply = await run_reply(sock, text, model, expected(text, tokens), within=tokens / tps + 30)
         sock.close()
-        if (why := problem(reply, text, tokens)) is not None:
+        if (why := problem(reply)) is not None:
             out.problems[why] += 1
         if reply.first is not None:
             out.values.append(reply.first - reply.sent)
@@ -135,7 +132,7 @@ async def ttft_app_loaded(
     background_tps: float,
     start_rate: float,
 ) -> Loaded:
-    """Send → first delta of a probe every ``interval`` s while ``streams`` replies are live.
+    """Send → first text of a probe every ``interval`` s while ``streams`` replies are live.
 
     The background replies are stopped (Stop, as from the page) once the probes are done.
     """
@@ -149,29 +146,29 @@ async def ttft_app_loaded(
     bg_replies: list[Reply] = []
     for i, sock in enumerate(background):
         await _until(started + i / start_rate)
-        bg_replies.append(sock.start(message(bg_texts[i], bg_model)))
+        bg_replies.append(sock.start(message(bg_texts[i], bg_model), expected(bg_texts[i], bg_tokens)))
     await asyncio.wait([r.began for r in bg_replies], timeout=streams / start_rate * 10 + 60)
     out.ramp_seconds = perf_counter() - started
     cpu = Cpu(app, simulator)
-    probe_replies: list[tuple[str, Reply]] = []
+    probe_replies: list[Reply] = []
     begin = perf_counter()
     for j, sock in enumerate(probe_sockets):
         await _until(begin + j * interval)
         text = f"Latency probe {j}: what is new?"
-        probe_replies.append((text, sock.start(message(text, model))))
-    await wait_all([r for _, r in probe_replies], cap=tokens / tps + 300)
+        probe_replies.append(sock.start(message(text, model), expected(text, tokens)))
+    await wait_all(probe_replies, cap=tokens / tps + 300)
     out.probes.cpu = cpu.stop()
     out.all_live = all(r.status is None for r in bg_replies)
     for sock in background:
         sock.send_text(STOP)
     await asyncio.wait([r.done for r in bg_replies], timeout=60)
-    for text, reply in probe_replies:
-        if (why := problem(reply, text, tokens)) is not None:
+    for reply in probe_replies:
+        if (why := problem(reply)) is not None:
             out.probes.problems[why] += 1
         if reply.first is not None:
             out.probes.values.append(reply.first - reply.sent)
-    for text, reply in zip(bg_texts, bg_replies, strict=True):
-        if (why := problem(reply, text, bg_tokens, stopped=True)) is not None:
+    for reply in bg_replies:
+        if (why := problem(reply, stopped=True)) is not None:
             out.problems[why] += 1
     for sock in background + probe_sockets:
         sock.close()
@@ -297,9 +294,33 @@ class Step:
             return f"p99 added delay {self.late_p99 * 1000:.0f} ms"
         return ""
 
+    def line(self) -> str:
+        """The step as a row under ``STEP_COLUMNS``."""
+        steady = self.steady_cpu or {}
+        return (
+            f"  {self.streams:>7} {self.tokens_each:>6} {self.ok:>5} {self.start_spread:>6.1f}s "
+            f"{self.all_live:>7.1f}s {pair_ms(self.late_p50, self.late_p99):>16} "
+            f"{ms(percentile(self.steady_lateness, 99), 0):>8} "
+            f"{ms(max(self.lateness, default=math.nan), 0):>7} "
+            f"{pair_ms(percentile(self.ttft, 50), percentile(self.ttft, 99)):>17} "
+            f"{self.frames / self.streams:>6.0f} {cpu_pct(steady, 'app'):>5} "
+            f"{cpu_pct(steady, 'simulator'):>5} {cpu_pct(steady, 'bench'):>5} "
+            f"{self.cpu_per_token * 1e6:>10.1f} us"
+        )
+
+
+STEP_COLUMNS = (
+    f"  {'streams':>7} {'tokens':>6} {'ok':>5} {'spread':>7} {'together':>8} {'added p50/p99':>16} "
+    f"{'live p99':>8} {'max':>7} {'TTFT p50/p99':>17} {'frames':>6} {'app':>5} {'sim':>5} {'bench':>5} "
+    f"{'app CPU/token':>13}"
+)
+
 
 def lateness(reply: Reply, ends: tuple[int, ...], tps: float) -> list[float]:
-    """Each delta frame's arrival minus when its last token was due on the simulator's schedule.
+    """Each text frame's arrival minus when its last token was due on the simulator's schedule.
+
+    A frame's last token is the one ending at the position the page reached with it
+    (``Reply.offsets``: always a token end, as the app relays whole tokens).
 
     The schedule starts at the arrival of the first text: token ``k`` is due ``k / tps`` later.
     """
@@ -332,19 +353,21 @@ async def ramp_step(
     window: float,
     starts_per_second: float,
     max_spread: float = 60,
+    style: str = "prose",
 ) -> Step:
     """``streams`` replies at once, each on its own conversation and socket.
 
     Messages go out at ``pace`` a second; the app starts replies at its own pace (about
     ``starts_per_second``, from the previous step), so each reply lasts long enough for every
     stream to be live together for about ``window`` seconds, if they all start within
-    ``max_spread`` seconds (which bounds how long a step takes).
+    ``max_spread`` seconds (which bounds how long a step takes). ``style`` is the simulator's
+    (``markdown``: every reply is its Markdown passage).
     """
     stagger = streams / pace
     spread = min(max(stagger, streams / starts_per_second) * 1.25, max_spread)
     tokens = math.ceil(tps * (spread + window))
     step = Step(streams=streams, tokens_each=tokens)
-    model = demo_model(tokens, tps)
+    model = demo_model(tokens, tps, style)
     conversations = app.take(streams)
     opened = perf_counter()
     try:
@@ -354,7 +377,8 @@ async def ramp_step(
         return step
     step.open_seconds = perf_counter() - opened
     texts = [f"Load stream {i} of {streams}: keep talking." for i in range(streams)]
-    ends = [expected(text, tokens)[1] for text in texts]
+    wants = [expected(text, tokens, style) for text in texts]
+    ends = [want[1] for want in wants]
     replies: list[Reply] = []
     samples: list[tuple[float, dict[str, float], int]] = []
 
@@ -373,7 +397,7 @@ async def ramp_step(
         delay = start + i * stagger / streams - perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        replies.append(sock.start(message(texts[i], model)))
+        replies.append(sock.start(message(texts[i], model), wants[i]))
     await wait_all(replies, cap=10 * (spread + tokens / tps) + 120)
     step.cpu = cpu.stop()
     sampler.cancel()
@@ -385,13 +409,13 @@ async def ramp_step(
     for sock in sockets:
         sock.close()
     late: list[list[float]] = []
-    for text, reply in zip(texts, replies, strict=True):
-        why = problem(reply, text, tokens)
+    for reply in replies:
+        why = problem(reply)
         if why is None:
             step.ok += 1
         else:
             step.problems[why] += 1
-        late.append(lateness(reply, expected(text, tokens)[1], tps))
+        late.append(lateness(reply, reply.ends, tps))
         step.lateness.extend(late[-1])
         if reply.first is not None:
             step.ttft.append(reply.first - reply.sent)
@@ -446,13 +470,13 @@ async def end_lag(app: App, client: direct.Client, tokens: int, tps: float, repe
         else:
             out.direct.append(result.done - result.start)
         sock = await app.open(app.take(1)[0])
-        reply = await run_reply(sock, text, model, within=tokens / tps + 60)
+        reply = await run_reply(sock, text, model, expected(text, tokens), within=tokens / tps + 60)
         sock.close()
-        if (why := problem(reply, text, tokens)) is not None:
+        if (why := problem(reply)) is not None:
             out.problems[why] += 1
         elif reply.end is not None:
             out.app.append(reply.end - reply.sent)
-            out.trail.append(max(lateness(reply, expected(text, tokens)[1], tps)))
+            out.trail.append(max(lateness(reply, reply.ends, tps)))
             out.frames.append(reply.frames)
         await asyncio.sleep(0.3)
     return out
@@ -473,23 +497,38 @@ class Batch:
         return statistics.fmean(ok) if ok else float("nan")
 
 
-async def batch(app: App, simulator: procs.Server, count: int, tokens: int, tps: float) -> Batch:
-    """``count`` replies at once; their frames include the acknowledgement and anything after the end."""
+async def batch(
+    app: App,
+    simulator: procs.Server,
+    count: int,
+    tokens: int,
+    tps: float,
+    style: str = "prose",
+    *,
+    keep_html: bool = False,
+) -> Batch:
+    """``count`` replies at once; their frames include the acknowledgement and anything after the end.
+
+    With ``keep_html`` each reply keeps the HTML its frames inserted (``Reply.html``).
+    """
     out = Batch()
-    model = demo_model(tokens, tps)
+    model = demo_model(tokens, tps, style)
     sockets = await app.open_many(app.take(count))
     texts = [f"Steady stream {i}: tell me about storage." for i in range(count)]
     cpu = Cpu(app, simulator)
-    replies = [sock.start(message(text, model)) for sock, text in zip(sockets, texts, strict=True)]
+    replies = [
+        sock.start(message(text, model), expected(text, tokens, style), keep_html=keep_html)
+        for sock, text in zip(sockets, texts, strict=True)
+    ]
     await wait_all(replies, cap=tokens / tps + 300)
     out.cpu = cpu.stop()
     await asyncio.sleep(0.5)  # frames that follow the ending (the conversation's state) count too
     for sock in sockets:
         sock.close()
-    for text, reply in zip(texts, replies, strict=True):
+    for reply in replies:
         if reply.status is None:
             reply.finish("timeout", perf_counter())
-        if (why := problem(reply, text, tokens)) is not None:
+        if (why := problem(reply)) is not None:
             out.problems[why] += 1
         out.replies.append(reply)
         out.tokens += tokens

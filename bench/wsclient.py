@@ -15,10 +15,9 @@ import html
 import os
 import re
 import struct
+from bisect import bisect_left
 from time import perf_counter
 
-DELTA_PREFIX = '<span id="m-'
-DELTA_HEAD_END = '-body" hx-swap-oob="beforeend"'
 _ENDING = re.compile(r'data-ending="([\w-]+)"')
 _ARTICLE = re.compile(r"<article\b[^>]*>")
 _ATTR_ID = re.compile(r'\bid="m-(\d+)"')
@@ -26,44 +25,70 @@ _ATTR_ROLE = re.compile(r'\bdata-role="(\w+)"')
 _ATTR_STATUS = re.compile(r'\bdata-status="([\w-]+)"')
 _NOTICE = re.compile(r'id="composer-notice"[^>]*>([^<]*)<')
 
+# A reply's text frames, as ``chat.rendering.update_frames`` writes them: one socket message holds,
+# in this order and each optional, finished blocks inserted before the open tail, the tail reset,
+# raw text appended to the tail (or to the code of an open fence), and the tail's deletion; rarely
+# the whole body instead. Every part opens with ``<div id="m-`` or ``<span id="m-``, and nothing
+# inside a part does: model text is escaped, and the sanitizer strips ids from rendered HTML (the
+# one id inside a part is the open fence's ``<code id="m-<id>-code">``).
+_DIV_PART = '<div id="m-'
+_SPAN_PART = '<span id="m-'
+_SWAP = '" hx-swap-oob="'
+_ANSWER = frozenset({"body", "tail", "code"})
+_REASONING = frozenset({"reasoning", "rtail", "rcode"})
+_OPEN_FENCE = '<div class="code-block code-open">'
+_CODE_OPEN = "<code id="
+
 
 class Reply:
-    """What one socket saw of one reply, from the moment its message was sent."""
+    """What one socket saw of one reply, from the moment its message was sent.
+
+    ``position`` is how much of the reply's text the page has received: the length of the
+    longest start of ``expected`` that its frames account for (see ``_received``).
+    """
 
     __slots__ = (
         "began",
+        "blocks",
         "bytes",
+        "delta_bytes",
         "delta_frames",
         "done",
         "end",
+        "ends",
+        "expected",
         "first",
         "frames",
-        "head",
         "notice",
         "offsets",
-        "parts",
+        "position",
         "problems",
         "reply_id",
         "sent",
         "status",
+        "tail_deleted",
         "times",
         "wire_bytes",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, expected: str = "", ends: tuple[int, ...] = (), *, keep_html: bool = False) -> None:
         self.sent = 0.0
-        self.first: float | None = None  # arrival of the first delta frame
+        self.first: float | None = None  # arrival of the first frame that added text
         self.end: float | None = None  # arrival of the ending frame
         self.status: str | None = None  # complete | stopped | error | interrupted | refused | closed
-        self.times: list[float] = []  # arrival of each delta frame
-        self.offsets: list[int] = []  # text length after each delta frame
-        self.parts: list[str] = []
+        self.expected = expected  # the simulator's reply text, known in advance
+        self.ends = ends  # where each of its tokens ends in it
+        self.position = 0  # characters of ``expected`` the page has received
+        self.times: list[float] = []  # arrival of each frame that added text
+        self.offsets: list[int] = []  # ``position`` after each of them
+        self.blocks: list[str] | None = [] if keep_html else None  # the finished HTML, in order
+        self.tail_deleted = False  # the frame saying the text is complete came
         self.frames = 0
-        self.delta_frames = 0
+        self.delta_frames = 0  # socket messages that changed the reply's text (answer or reasoning)
+        self.delta_bytes = 0  # their payloads
         self.bytes = 0  # frame payloads
         self.wire_bytes = 0  # payloads and frame headers
         self.reply_id: str | None = None
-        self.head: str | None = None
         self.notice = ""
         self.problems: list[str] = []
         loop = asyncio.get_running_loop()
@@ -71,8 +96,9 @@ class Reply:
         self.began: asyncio.Future[None] = loop.create_future()  # first text, or the end
 
     @property
-    def text(self) -> str:
-        return "".join(self.parts)
+    def html(self) -> str:
+        """The reply's body as the page shows it once its tail is deleted (with ``keep_html``)."""
+        return "".join(self.blocks or ())
 
     def finish(self, status: str, at: float) -> None:
         if self.status is None:
@@ -82,6 +108,110 @@ class Reply:
             self.done.set_result(None)
         if not self.began.done():
             self.began.set_result(None)
+
+    def delta(self, text: str, now: float) -> bool:
+        """Take a frame that may change the reply's text; False if it is something else."""
+        pos, size = 0, len(text)
+        before = self.position
+        while pos < size:
+            span = text.startswith(_SPAN_PART, pos)
+            if span:
+                id_start = pos + len(_SPAN_PART) - 2  # at "m-"
+            elif text.startswith(_DIV_PART, pos):
+                id_start = pos + len(_DIV_PART) - 2
+            else:
+                if pos == 0:
+                    return False
+                self.problems.append(f"unexpected markup in a text frame: {text[pos : pos + 60]!r}")
+                break
+            id_end = text.find('"', id_start)
+            owner, _, element = text[id_start:id_end].rpartition("-")
+            if pos == 0:
+                if element not in _ANSWER and element not in _REASONING:
+                    return False  # the footer, a note: the same prefix, another kind of frame
+                if self.reply_id is None:
+                    self.reply_id = owner[2:]
+            if not text.startswith(_SWAP, id_end) or owner[2:] != self.reply_id:
+                self.problems.append(f"text frame for another element: {text[pos:id_end]!r}")
+                break
+            swap_start = id_end + len(_SWAP)
+            swap_end = text.find('"', swap_start)
+            swap = text[swap_start:swap_end]
+            inner = swap_end + 2
+            if span:  # a <span>: appended raw text, escaped, so no "<" inside
+                close = text.find("</span>", inner)
+                pos = close + 7
+            elif swap == "delete":
+                close = inner
+                pos = close + 6
+            else:  # a <div>: it ends where the next part starts, or with the frame
+                div_at, span_at = text.find(_DIV_PART, inner), text.find(_SPAN_PART, inner)
+                pos = min(at for at in (div_at, span_at, size) if at >= 0)
+                close = pos - 6
+            if element in _ANSWER:
+                self._answer(element, swap, text[inner:close])
+        self.delta_frames += 1
+        if self.position > before:
+            self.times.append(now)
+            self.offsets.append(self.position)
+            if self.first is None:
+                self.first = now
+                if not self.began.done():
+                    self.began.set_result(None)
+        return True
+
+    def _answer(self, element: str, swap: str, inner: str) -> None:
+        if element == "body":  # the whole body again, at the end (a link reference came late)
+            if swap == "innerHTML":
+                self.tail_deleted = True  # the tail went with the rest
+            if self.blocks is not None:  # (``beforeend``: the rest of a body too large for one frame)
+                self.blocks[:] = [*self.blocks, inner] if swap == "beforeend" else [inner]
+        elif swap == "beforeend":  # raw text appended to the tail or to the open fence's code
+            if "&" in inner:
+                inner = html.unescape(inner)
+            if not self.expected.startswith(inner, self.position):
+                self.problems.append(f"text differs at char {self.position}")
+            self.position += len(inner)
+        elif swap == "innerHTML":  # the tail reset
+            if inner.startswith(_OPEN_FENCE):
+                code = inner.find(">", inner.find(_CODE_OPEN)) + 1
+                inner = inner[code : inner.rfind("</code>")]
+            if "&" in inner:
+                inner = html.unescape(inner)
+            self._received(inner)
+        elif swap == "beforebegin":  # finished blocks
+            if self.blocks is not None:
+                self.blocks.append(inner)
+        elif swap == "delete":
+            self.tail_deleted = True
+        else:
+            self.problems.append(f"unknown swap {swap!r} on {element}")
+
+    def _received(self, tail: str) -> None:
+        """The tail now shows ``tail``: the page has received the text up to where ``tail`` ends.
+
+        The tail is the rest of the text the app has been given after its finished blocks (leading
+        blank lines left out; an open fence's code without its opening line), so it always ends
+        where that text ends, and that is at a token boundary, at or after the previous position:
+        the app is fed whole tokens. The new position is therefore the first token end at or after
+        the old one where ``expected`` ends with ``tail``. An empty tail means the text ends with a
+        line break (everything before is finished blocks or blank lines), so "\n" is looked for
+        instead. Matching the first such end could only go wrong if the tail also ended at an
+        earlier token end inside the same frame's new text, which needs a tail repeating itself
+        within a few tokens; the simulator's texts have none, and a wrong guess would show up as
+        the next appended text differing from ``expected`` there.
+        """
+        want, ends = self.expected, self.ends
+        needle = tail or "\n"
+        at = want.find(needle, max(self.position - len(needle), 0))
+        while at >= 0:
+            end = at + len(needle)
+            i = bisect_left(ends, end)
+            if i < len(ends) and ends[i] == end:
+                self.position = end
+                return
+            at = want.find(needle, at + 1)
+        self.problems.append(f"tail not in the reply after char {self.position}: {tail[:40]!r}")
 
 
 def _mask(payload: bytes, key: bytes) -> bytes:
@@ -216,29 +346,10 @@ class Socket(asyncio.Protocol):
         text = payload.decode()
         if text[:1].isspace():
             text = text.lstrip()
-        if text.startswith(DELTA_PREFIX) and text.endswith("</span>"):
-            close = text.find(">")
-            head = text[:close]
-            if head.endswith(DELTA_HEAD_END):
-                if reply.head != head:
-                    if reply.head is None:
-                        reply.head = head
-                    else:
-                        reply.problems.append(f"delta for another element: {head!r}")
-                        return
-                piece = text[close + 1 : -7]
-                if "&" in piece:
-                    piece = html.unescape(piece)
-                if reply.first is None:
-                    reply.first = now
-                    if not reply.began.done():
-                        reply.began.set_result(None)
-                reply.parts.append(piece)
-                reply.times.append(now)
-                reply.offsets.append((reply.offsets[-1] if reply.offsets else 0) + len(piece))
-                reply.delta_frames += 1
-                return
-        self._other(reply, text, now)
+        if reply.delta(text, now):
+            reply.delta_bytes += len(payload)
+        else:
+            self._other(reply, text, now)
 
     def _other(self, reply: Reply, text: str, now: float) -> None:
         if reply.status is not None:
@@ -268,9 +379,15 @@ class Socket(asyncio.Protocol):
 
     # --- API ---
 
-    def start(self, message: str) -> Reply:
-        """Send ``message`` (JSON text) and collect what follows into a fresh ``Reply``."""
-        reply = Reply()
+    def start(
+        self, message: str, expected: tuple[str, tuple[int, ...]] = ("", ()), *, keep_html: bool = False
+    ) -> Reply:
+        """Send ``message`` (JSON text) and collect what follows into a fresh ``Reply``.
+
+        ``expected`` is the reply's text and where each of its tokens ends (``bench.app.expected``):
+        what the frames are matched against to know how much of it the page has.
+        """
+        reply = Reply(*expected, keep_html=keep_html)
         self.reply = reply
         reply.sent = perf_counter()
         self._write(0x1, message.encode())

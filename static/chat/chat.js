@@ -216,9 +216,9 @@
     }
   });
 
-  document.addEventListener("htmx:wsAfterMessage", function () {
-    applyEndings();
-    adoptConversation();
+  function afterMessage(message) {
+    if (message.indexOf("data-ending") >= 0) applyEndings();
+    if (message.indexOf("conversation-started") >= 0) adoptConversation();
     if (pending) {
       var clientId = document.getElementById("client-id");
       if (clientId && clientId.value !== pending.clientId) {
@@ -239,6 +239,28 @@
       }
     }
     requestFollow();
+  }
+
+  document.addEventListener("htmx:wsAfterMessage", function (event) {
+    afterMessage(String((event.detail && event.detail.message) || ""));
+  });
+
+  // The hot path: most frames only append text to a reply's open tail. They are applied here, as
+  // text (never as markup), sparing htmx a fragment to parse and its swap events on every frame.
+  var APPEND = /^<span id="(m-\d+-(?:r?tail|r?code))" hx-swap-oob="beforeend">([^<]*)<\/span>$/;
+  var ENTITIES = { "&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#x27;": "'" };
+  function unescapeText(text) {
+    if (text.indexOf("&") < 0) return text;
+    return text.replace(/&(?:amp|lt|gt|quot|#x27);/g, function (entity) { return ENTITIES[entity]; });
+  }
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    var message = event.detail && event.detail.message;
+    var match = typeof message === "string" ? APPEND.exec(message) : null;
+    var target = match && document.getElementById(match[1]);
+    if (!target) return; // anything else goes through htmx
+    target.insertAdjacentText("beforeend", unescapeText(match[2]));
+    event.preventDefault();
+    afterMessage(message);
   });
 
   // Copying. Buttons arrive with messages (htmx swaps), so one listener on the document serves

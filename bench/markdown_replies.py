@@ -1,0 +1,90 @@
+"""Markdown replies through the app: what they cost on the wire, and per token at 100 live streams.
+
+The simulator's ``style=markdown`` passage (headings, lists, a code block, a table) streams through
+the main worker. Its bytes are compared with the HTML the app stored for the reply, which is what
+the page shows in the end: sending more than twice that means the page was sent the text more
+than once over (the open tail goes out as text and then again as rendered blocks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+
+from bench import procs, scenarios
+from bench.app import App
+from bench.report import Report, log, problems_text, verdict
+
+STYLE = "markdown"
+
+
+async def bytes_against_html(
+    app: App, simulator: procs.Server, args: argparse.Namespace, report: Report
+) -> None:
+    tokens, tps = args.md_tokens, args.md_tps
+    label = f"{tokens} tokens at {tps:g} tok/s, style=markdown"
+    figure = f"Bytes per reply with Markdown ({label})"
+    log(f"markdown bytes: {args.md_replies} concurrent replies of {label}")
+    result = await scenarios.batch(app, simulator, args.md_replies, tokens, tps, STYLE, keep_html=True)
+    if result.problems:
+        report.notes.append(f"Markdown replies of {label}: {problems_text(result.problems)}")
+        report.keep = True
+    stored = app.stored_html([r.reply_id for r in result.replies if r.reply_id is not None])
+    pairs = [(r, stored[r.reply_id]) for r in result.replies if stored.get(r.reply_id or "")]
+    if not pairs:
+        report.row(figure, "no reply with stored HTML", "<= 2x HTML", "MISS")
+        return
+    payload = statistics.fmean(r.bytes for r, _ in pairs)
+    deltas = statistics.fmean(r.delta_bytes for r, _ in pairs)
+    html = statistics.fmean(len(h.encode()) for _, h in pairs)
+    ratio = payload / html
+    report.row(
+        figure,
+        f"{payload / 1000:.1f} kB payload vs {html / 1000:.1f} kB final HTML = {ratio:.2f}x",
+        "<= 2x HTML",
+        verdict(ratio <= 2),
+    )
+    frames = statistics.fmean(r.frames for r, _ in pairs)
+    text_frames = statistics.fmean(r.delta_frames for r, _ in pairs)
+    same = sum(r.html == h for r, h in pairs)
+    report.details.append(
+        f"Markdown replies ({len(pairs)} at once, {label}): {frames:.0f} frames ({text_frames:.0f} "
+        f"text frames), {payload / 1000:.1f} kB per reply, of which {deltas / 1000:.1f} kB text frames "
+        f"({deltas / html:.2f}x the stored HTML); the HTML the frames built equals the stored HTML in "
+        f"{same} of {len(pairs)} replies; app CPU "
+        f"{result.cpu.get('app', math.nan) / result.tokens * 1e6:.1f} us per token."
+    )
+
+
+async def cpu_per_token(app: App, simulator: procs.Server, args: argparse.Namespace, report: Report) -> None:
+    streams = args.md_streams
+    log(f"markdown streams: {streams} at {args.stream_tps:g} tokens/s, style=markdown")
+    step = await scenarios.ramp_step(
+        app,
+        simulator,
+        streams,
+        args.stream_tps,
+        args.start_rate,
+        args.stream_window,
+        args.start_rate,
+        args.max_spread,
+        style=STYLE,
+    )
+    lines = [
+        f"Markdown replies, {streams} streams at {args.stream_tps:g} tok/s (columns as above):",
+        scenarios.STEP_COLUMNS,
+        step.line(),
+    ]
+    if step.problems:
+        lines.append(f"          problems: {problems_text(step.problems)}")
+        report.keep = True
+    report.details.append("\n".join(lines))
+    figure = f"App CPU per token ({streams} live streams at {args.stream_tps:g} tok/s, Markdown replies)"
+    if math.isnan(step.cpu_per_token):
+        why = step.why_not(args.delay_limit_ms / 1000) or "the streams were never all live together"
+        report.row(figure, f"n/a ({why})", "< 0.1 ms", "MISS")
+        return
+    report.row(
+        figure, f"{step.cpu_per_token * 1000:.3f} ms", "< 0.1 ms", verdict(step.cpu_per_token < 0.0001)
+    )
