@@ -226,8 +226,8 @@ def rows(report: Report, figures: Figures, args: argparse.Namespace) -> None:
             verdict(first <= 0.030),
         )
         report.details.append(
-            "Browser, Send -> first text of the reply in the DOM on a new chat (posts the form, loads "
-            f"/c/<uuid>/, opens its socket), {FIRST_TEXT_MODEL}: "
+            "Browser, Send -> first text of the reply in the DOM on a new chat (sent over the new-chat "
+            f"page's socket; the address changes with pushState), {FIRST_TEXT_MODEL}: "
             + ", ".join(ms(x, 0) for x in figures.first_text)
             + "."
         )
