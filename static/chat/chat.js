@@ -84,7 +84,8 @@
     lastTop = top;
     lastHeight = height;
     var jump = jumpButton();
-    if (jump) jump.hidden = following || distance <= NEAR_BOTTOM;
+    var hide = following || distance <= NEAR_BOTTOM;
+    if (jump && jump.hidden !== hide) jump.hidden = hide; // (setting it unchanged still restyles)
   }
 
   function jumpToLatest() {
