@@ -101,10 +101,19 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def conversation_settings(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
-    """Save the conversation's system prompt, temperature and max tokens (used from its next reply)."""
+    """Save the conversation's system prompt, temperature and max tokens (used from its next reply).
+
+    GET gives the settings form alone: a new chat's page fetches it once its conversation exists.
+    """
     conversation = selectors.conversation_for_user(request.user, conversation_id)
+    if request.method == "GET":
+        context = {
+            "conversation": conversation,
+            "settings_form": ConversationSettingsForm(conversation=conversation),
+        }
+        return render(request, "chat/chat.html#conversation_settings", context)
     form = ConversationSettingsForm(request.POST, conversation=conversation)
     if form.is_valid():
         try:

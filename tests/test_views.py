@@ -157,7 +157,7 @@ def test_settings_are_collapsed_and_prefilled_with_the_effective_prompt(
     assert re.search(r'<input type="number" name="temperature"[^>]*min="0"[^>]*max="2"[^>]*step="0.1"', form)
     assert re.search(r'<input type="number" name="max_tokens"[^>]*min="1"', form)
     assert '<button type="submit">Save settings</button>' in form
-    assert "conversation-settings" not in client.get("/").content.decode()  # a new chat has none yet
+    assert '<details id="conversation-settings"' not in client.get("/").content.decode()  # none yet
 
 
 def test_saving_settings_stores_them_and_shows_the_conversation(
@@ -239,10 +239,19 @@ def test_another_users_conversation_settings_are_not_found(client: Client, bob, 
     assert (alice_conversation.system_prompt, alice_conversation.temperature) == (None, None)
 
 
-def test_settings_need_a_login_and_a_post(client: Client, alice, alice_conversation, upstream):
+def test_settings_need_a_login_and_get_gives_the_form_alone(
+    client: Client, alice, bob, alice_conversation, upstream
+):
     assert client.post(settings_url(alice_conversation), {"temperature": "1"}).status_code == 302
+    client.force_login(bob)
+    assert client.get(settings_url(alice_conversation)).status_code == 404
     client.force_login(alice)
-    assert client.get(settings_url(alice_conversation)).status_code == 405
+    response = client.get(settings_url(alice_conversation))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.lstrip().startswith('<details id="conversation-settings"')
+    assert 'name="csrfmiddlewaretoken"' in html and f'action="{settings_url(alice_conversation)}"' in html
+    assert client.put(settings_url(alice_conversation)).status_code == 405
 
 
 @pytest.mark.django_db(transaction=True)

@@ -134,6 +134,7 @@ def test_a_new_chat_starts_on_the_same_page_without_loading_another(page: Page, 
     assert reply.locator(".message-body").text_content() == expected
     expect(page.locator('#conversation-list a[aria-current="page"]')).to_have_text("No page load, please")
     assert page.title() == "No page load, please · Chat"
+    expect(page.locator("#conversation-settings summary")).to_have_text("Conversation settings")
     expect(page.get_by_label("Message")).to_be_focused()
 
     page.get_by_label("Message").fill("And a second one")
