@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import OperationalError
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
@@ -250,6 +251,20 @@ async def test_stop_on_a_reply_whose_worker_died_ends_it_as_interrupted(alice, a
     assert reply.status == Message.Status.INTERRUPTED and reply.content == "checkpoint"
 
 
+async def _sweep_now() -> list:
+    """A sweep from the test's thread. The tests' in-memory SQLite (shared cache) locks whole tables
+    and has no busy wait, so a sweep racing the reply's checkpoint is retried; the app's own
+    database (a file in WAL mode, or PostgreSQL) waits instead of failing."""
+    for _ in range(50):
+        try:
+            return await database_sync_to_async(services.sweep_interrupted)()
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            await asyncio.sleep(0.01)
+    raise AssertionError("the messages table stayed locked for half a second")
+
+
 async def test_a_long_reply_renews_its_lease_and_is_never_swept(
     alice, alice_conversation, upstream, settings
 ):
@@ -259,7 +274,7 @@ async def test_a_long_reply_renews_its_lease_and_is_never_swept(
     final = None
     while final is None:
         frames = await receive_until(page, ".", wait=10)
-        assert await database_sync_to_async(services.sweep_interrupted)() == []
+        assert await _sweep_now() == []
         final = FINAL.search(frames[-1])
     await streaming.wait_all()
     reply = await latest_reply(alice_conversation)
