@@ -3,7 +3,7 @@
 Daphne (autobahn) refuses to send a WebSocket message over 1 MiB. Most frames are far smaller; a
 long reply redrawn whole, or one huge code block, is not. Such HTML is cut between top-level
 elements into frames that each append to the same target. An element too large on its own goes
-first as an empty shell carrying an id (its own, or ``<prefix>-<n>``: an id of ours, never the
+first as an empty shell carrying an id (its own, or ``<target>-<random>-<n>``: an id of ours, never the
 model's), and its contents follow into it the same way, down to text, which is cut between
 characters (never inside an entity).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import secrets
 
 MAX_FRAME_BYTES = 900 * 1024  # under Daphne's 1 MiB, with room for the wrapping element
 VOID = frozenset({"area", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"})
@@ -19,7 +20,7 @@ _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)\b[^>]*?(/?)>")
 _ID = re.compile(r'\sid="([^"]*)"')
 
 
-def frames(target: str, swap: str, markup: str, *, prefix: str, limit: int = MAX_FRAME_BYTES) -> list[str]:
+def frames(target: str, swap: str, markup: str, *, limit: int = MAX_FRAME_BYTES) -> list[str]:
     """``markup`` swapped into element ``target`` with ``swap``, in frames of at most ``limit`` bytes.
 
     ``swap`` applies to the first frame; the rest append (``beforeend``), or, for ``beforebegin``,
@@ -29,6 +30,7 @@ def frames(target: str, swap: str, markup: str, *, prefix: str, limit: int = MAX
         return [_frame(target, swap, markup)]
     counter = itertools.count(1)
     result: list[str] = []
+    prefix = f"{target}-{secrets.token_hex(3)}"  # shells' ids: unique on the page, made only when needed
     _fill(result, target, swap, markup, prefix=prefix, counter=counter, limit=limit - 200)
     return result or [_frame(target, swap, "")]
 

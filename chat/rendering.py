@@ -14,7 +14,6 @@ to it (``chat.incremental`` says why this is linear). Appended text goes out in 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -49,14 +48,13 @@ def reasoning_part(message_id: int) -> Part:
 
 def update_frames(part: Part, update: Update) -> list[str]:
     """What a page does for ``update``, as frames: one, unless there is a lot of it."""
-    prefix = f"{part.container}-{secrets.token_hex(3)}"  # ids for the shells of oversized elements
     if update.replace is not None:
-        return oob.frames(part.container, "innerHTML", update.replace, prefix=prefix)
+        return oob.frames(part.container, "innerHTML", update.replace)
     frames: list[str] = []
     if update.blocks:
-        frames += oob.frames(part.tail, "beforebegin", update.blocks, prefix=prefix)
+        frames += oob.frames(part.tail, "beforebegin", update.blocks)
     if update.tail is not None:
-        frames += oob.frames(part.tail, "innerHTML", tail_inner(part, update.tail), prefix=prefix)
+        frames += oob.frames(part.tail, "innerHTML", tail_inner(part, update.tail))
     if update.append:
         frames += _append_frames(part.code if update.code else part.tail, update.append)
     if update.ended:
@@ -155,8 +153,7 @@ def _list_frames(messages: Iterable[Message], *, first_swap: str) -> list[str]:
     markup = "".join(message_html(message) for message in messages)
     if not markup and first_swap == "beforeend":
         return []
-    prefix = f"messages-{secrets.token_hex(3)}"
-    return oob.frames("messages", first_swap, markup, prefix=prefix, limit=BATCH_BYTES)
+    return oob.frames("messages", first_swap, markup, limit=BATCH_BYTES)
 
 
 def messages_appended_frames(messages: Iterable[Message]) -> list[str]:
@@ -183,11 +180,9 @@ def message_frames(message: Message) -> list[str]:
         frames = [message_html(message, oob=True)]
     finally:
         message.live_body = (body, thinking)
-    prefix = f"m-{message.pk}-{secrets.token_hex(3)}"
-    frames += oob.frames(f"m-{message.pk}-body", "innerHTML", body, prefix=prefix) if body else []
-    frames += (
-        oob.frames(f"m-{message.pk}-reasoning", "innerHTML", thinking, prefix=prefix) if thinking else []
-    )
+    for part, markup in ((body_part(message.pk), body), (reasoning_part(message.pk), thinking)):
+        if markup:
+            frames += oob.frames(part.container, "innerHTML", markup)
     return frames
 
 

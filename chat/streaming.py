@@ -248,10 +248,7 @@ class Generation:
                     frames += rendering.update_frames(
                         rendering.body_part(self.reply_id), self._answer.feed(text)
                     )
-                await self.hub.publish(
-                    self.conversation_key,
-                    {"kind": "delta", "message_id": self.reply_id, "seq": self.seq, "frames": frames},
-                )
+                await self._publish_delta(frames)
                 if not self._closing.is_set():
                     self._holding = True
                     loop.call_later(window, self._release)
@@ -271,11 +268,15 @@ class Generation:
         frames = rendering.update_frames(rendering.reasoning_part(self.reply_id), self._thinking.end())
         frames += rendering.update_frames(rendering.body_part(self.reply_id), self._answer.end())
         self.seq += 1
+        await self._publish_delta(frames)
+        self._published_html = True
+
+    async def _publish_delta(self, frames: list[str]) -> None:
+        """Send subscribers the frames of delta number ``seq``."""
         await self.hub.publish(
             self.conversation_key,
             {"kind": "delta", "message_id": self.reply_id, "seq": self.seq, "frames": frames},
         )
-        self._published_html = True
 
     @property
     def note(self) -> str:
