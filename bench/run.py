@@ -409,16 +409,7 @@ async def _streams(app: App, simulator: procs.Server, args: argparse.Namespace, 
     for streams in args.steps:
         for attempt in (1, 2):
             log(f"streams: {streams} at {args.stream_tps:g} tokens/s (assuming {rate:.0f} starts/s)")
-            step = await scenarios.ramp_step(
-                app,
-                simulator,
-                streams,
-                args.stream_tps,
-                args.start_rate,
-                args.stream_window,
-                rate,
-                args.max_spread,
-            )
+            step = await scenarios.args_step(app, simulator, args, streams, rate)
             observed = streams / step.start_spread if step.start_spread > 0 else math.nan
             lines.append(step.line())
             if step.problems:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import math
@@ -342,6 +343,28 @@ def _peak(replies: list[Reply]) -> int:
         live += change
         peak = max(peak, live)
     return peak
+
+
+async def args_step(
+    app: App,
+    simulator: procs.Server,
+    args: argparse.Namespace,
+    streams: int,
+    rate: float,
+    style: str = "prose",
+) -> Step:
+    """``ramp_step`` with the bench's stream options (``--stream-tps``, ``--start-rate``, ...)."""
+    return await ramp_step(
+        app,
+        simulator,
+        streams,
+        args.stream_tps,
+        args.start_rate,
+        args.stream_window,
+        rate,
+        args.max_spread,
+        style=style,
+    )
 
 
 async def ramp_step(

@@ -20,6 +20,7 @@ from time import perf_counter
 
 _ENDING = re.compile(r'data-ending="([\w-]+)"')
 _ARTICLE = re.compile(r"<article\b[^>]*>")
+_USER_ARTICLE = re.compile(r'<article\b[^>]*\bdata-role="user"[^>]*>.*?</article>', re.S)
 _ATTR_ID = re.compile(r'\bid="m-(\d+)"')
 _ATTR_ROLE = re.compile(r'\bdata-role="(\w+)"')
 _ATTR_STATUS = re.compile(r'\bdata-status="([\w-]+)"')
@@ -31,9 +32,9 @@ _NOTICE = re.compile(r'id="composer-notice"[^>]*>([^<]*)<')
 # the whole body instead. Every part opens with ``<div id="m-`` or ``<span id="m-``, and nothing
 # inside a part does: model text is escaped, and the sanitizer strips ids from rendered HTML (the
 # one id inside a part is the open fence's ``<code id="m-<id>-code">``).
-_DIV_PART = '<div id="m-'
-_SPAN_PART = '<span id="m-'
-_SWAP = '" hx-swap-oob="'
+_DIV_PART = "<div id=m-"
+_SPAN_PART = "<span id=m-"
+_SWAP = " hx-swap-oob="
 _ANSWER = frozenset({"body", "tail", "code"})
 _REASONING = frozenset({"reasoning", "rtail", "rcode"})
 _OPEN_FENCE = '<div class="code-block code-open">'
@@ -54,6 +55,7 @@ class Reply:
         "delta_bytes",
         "delta_frames",
         "done",
+        "echo_bytes",
         "end",
         "ends",
         "expected",
@@ -87,6 +89,7 @@ class Reply:
         self.delta_frames = 0  # socket messages that changed the reply's text (answer or reasoning)
         self.delta_bytes = 0  # their payloads
         self.bytes = 0  # frame payloads
+        self.echo_bytes = 0  # of which the sent message shown back (its <article>), not the reply
         self.wire_bytes = 0  # payloads and frame headers
         self.reply_id: str | None = None
         self.notice = ""
@@ -124,7 +127,7 @@ class Reply:
                     return False
                 self.problems.append(f"unexpected markup in a text frame: {text[pos : pos + 60]!r}")
                 break
-            id_end = text.find('"', id_start)
+            id_end = text.find(" ", id_start)
             owner, _, element = text[id_start:id_end].rpartition("-")
             if pos == 0:
                 if element not in _ANSWER and element not in _REASONING:
@@ -135,9 +138,9 @@ class Reply:
                 self.problems.append(f"text frame for another element: {text[pos:id_end]!r}")
                 break
             swap_start = id_end + len(_SWAP)
-            swap_end = text.find('"', swap_start)
+            swap_end = text.find(">", swap_start)
             swap = text[swap_start:swap_end]
-            inner = swap_end + 2
+            inner = swap_end + 1
             if span:  # a <span>: appended raw text, escaped, so no "<" inside
                 close = text.find("</span>", inner)
                 pos = close + 7
@@ -349,6 +352,7 @@ class Socket(asyncio.Protocol):
         if reply.delta(text, now):
             reply.delta_bytes += len(payload)
         else:
+            reply.echo_bytes += sum(len(m.group(0).encode()) for m in _USER_ARTICLE.finditer(text))
             self._other(reply, text, now)
 
     def _other(self, reply: Reply, text: str, now: float) -> None:

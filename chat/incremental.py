@@ -150,6 +150,7 @@ class IncrementalMarkdown:
         """A line completed: finish every block that can no longer change, then show the rest."""
         source = self._source()
         finished = []
+        consumed = 0  # characters of the source finished here
         while True:
             if self._closing is not None:
                 end = self._fence_end(source)
@@ -175,15 +176,18 @@ class IncrementalMarkdown:
                 else:
                     break
             finished.append(self._finish(source[:end]))
+            consumed += end
             source = source[end:]
         self._pieces = [source] if source else []
         self._tail_lines = self._parsed_lines = source.count("\n")
         view, view_start = self._view(source)
         shown, self._shown = self._shown, (view.language, view_start, len(view.text))
-        if finished:
-            return Update(blocks="".join(finished), tail=view)
+        if blocks := "".join(finished):
+            return Update(blocks=blocks, tail=view)
+        # Nothing to show came to an end (blank lines before the tail, which the page never showed):
+        # the tail the page has may still be this one, only counted from further on.
         language, start, length = shown
-        if view.language == language and view_start == start and len(view.text) >= length:
+        if view.language == language and view_start + consumed == start and len(view.text) >= length:
             if len(view.text) == length:
                 return Update()
             return Update(append=view.text[length:], code=view.language is not None)

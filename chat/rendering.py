@@ -58,7 +58,7 @@ def update_frames(part: Part, update: Update) -> list[str]:
     if update.append:
         frames += _append_frames(part.code if update.code else part.tail, update.append)
     if update.ended:
-        frames.append(f'<div id="{part.tail}" hx-swap-oob="delete"></div>')
+        frames.append(f"<div {oob.envelope(part.tail, 'delete')}></div>")
     return _merged(frames)
 
 
@@ -124,7 +124,7 @@ def reply_html(message: Message) -> tuple[SafeString, SafeString]:
 
 
 def _append_frame(element_id: str, text: str) -> str:
-    return f'<span id="{element_id}" hx-swap-oob="beforeend">{escape(text)}</span>'
+    return f"<span {oob.envelope(element_id, 'beforeend')}>{escape(text)}</span>"
 
 
 def _append_frames(element_id: str, text: str) -> list[str]:

@@ -174,7 +174,7 @@ def rendered(text: str) -> str:
 
 
 # A frame that grows a streaming reply (appends to, resets or finishes a block of its open tail).
-GROWS = re.compile(r'id="m-\d+-(?:r?tail|r?code)" hx-swap-oob')
+GROWS = re.compile(r"id=m-\d+-(?:r?tail|r?code) hx-swap-oob")
 
 
 def shown_text(text: str) -> str:

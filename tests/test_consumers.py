@@ -64,7 +64,7 @@ async def test_reply_streams_as_several_frames_is_stored_and_completes(alice, al
     frames = await frames_until_final(communicator)
     await streaming.wait_all()
 
-    deltas = [f for f in frames if 'hx-swap-oob="beforeend">' in f and f.startswith("<span")]
+    deltas = [f for f in frames if "hx-swap-oob=beforeend>" in f and f.startswith("<span")]
     assert len(deltas) >= 3
     assert any('data-role="user"' in f and "What is a &lt;b&gt;bold&lt;/b&gt; claim?" in f for f in frames)
     reply = await latest_reply(alice_conversation)

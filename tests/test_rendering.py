@@ -23,7 +23,7 @@ def test_appended_text_escapes_markup_and_htmx_attributes():
     part = rendering.body_part(5)
     (frame,) = rendering.update_frames(part, Update(append='<img src=x onerror=alert(1)> <div hx-get="/x">'))
     assert "<img" not in frame and "<div hx-get" not in frame
-    assert frame.startswith('<span id="m-5-tail" hx-swap-oob="beforeend">&lt;img')
+    assert frame.startswith("<span id=m-5-tail hx-swap-oob=beforeend>&lt;img")
 
 
 def test_an_open_fence_shows_its_code_and_appends_into_it():
@@ -78,8 +78,8 @@ def test_a_huge_message_is_redrawn_in_frames_under_the_cap(alice_conversation):
         assert _without_shell_ids(page.html_of(f"m-{huge.pk}-body")) == expected
         assert page.text_of(f"m-{small.pk}-body") == "after"
     branch = rendering.branch_frames([huge, small])
-    assert 'hx-swap-oob="innerHTML"' in branch[0]
-    assert all('id="messages" hx-swap-oob="innerHTML"' not in frame for frame in branch[1:])
+    assert "hx-swap-oob=innerHTML" in branch[0]
+    assert all("id=messages hx-swap-oob=innerHTML" not in frame for frame in branch[1:])
 
     huge.status = Message.Status.STREAMING
     page = Document(PAGE)
@@ -94,7 +94,7 @@ def test_a_huge_message_is_redrawn_in_frames_under_the_cap(alice_conversation):
 
 @pytest.mark.django_db
 def test_an_empty_branch_still_clears_the_page():
-    assert rendering.branch_frames([]) == ['<div id="messages" hx-swap-oob="innerHTML"></div>']
+    assert rendering.branch_frames([]) == ["<div id=messages hx-swap-oob=innerHTML></div>"]
     assert rendering.messages_appended_frames([]) == []
 
 

@@ -84,7 +84,7 @@ async def test_reconnecting_with_an_old_version_redraws_the_branch(alice, alice_
     await frames_until_final(first)
     await streaming.wait_all()
     again, snapshot = await join(alice, alice_conversation, "?since=0")
-    assert snapshot[0].startswith('<div id="messages" hx-swap-oob="innerHTML">')
+    assert snapshot[0].startswith("<div id=messages hx-swap-oob=innerHTML>")
     assert 'data-role="user"' in snapshot[0] and 'data-status="complete"' in snapshot[0]
     assert 'data-version="2"' in snapshot[-1]
     await first.disconnect()
@@ -149,7 +149,7 @@ async def test_regenerate_keeps_versions_and_switching_shows_each(alice, alice_c
 
     await page.send_json_to({"action": "regenerate", "message_id": original.pk, "model": "demo?tokens=7"})
     redraw = await receive_until(page, 'id="chat-state"')
-    assert redraw[0].startswith('<div id="messages" hx-swap-oob="innerHTML">')
+    assert redraw[0].startswith("<div id=messages hx-swap-oob=innerHTML>")
     assert "2/2" in redraw[0] and 'aria-label="Previous version"' in redraw[0]
     ending = await frames_until_final(page)
     assert "2/2" in ending[-1]  # the finished reply still offers its versions

@@ -24,7 +24,10 @@
     if (started && started.dataset.socket && /\/ws\/new\/$/.test(url)) url = started.dataset.socket;
     var state = document.getElementById("chat-state");
     var version = state ? state.dataset.version : "";
-    return createWebSocket(version ? url + (url.indexOf("?") < 0 ? "?" : "&") + "since=" + version : url);
+    var socket = createWebSocket(version ? url + (url.indexOf("?") < 0 ? "?" : "&") + "since=" + version : url);
+    // Listening before the extension does: a reply's frames are taken here (see takeReplyFrame).
+    socket.addEventListener("message", takeReplyFrame);
+    return socket;
   };
 
   // The first message of a new chat went over the socket and created the conversation: the page
@@ -56,6 +59,7 @@
   var lastTop = 0; // the list's scrollTop and scrollHeight as the previous frame left them
   var lastHeight = 0;
   var frameRequested = false;
+  var ownScroll = false; // the next scroll event is the one followFrame caused: nothing to check
 
   function requestFollow() {
     if (frameRequested) return;
@@ -77,6 +81,7 @@
     if (top < lastTop - 1 && height >= lastHeight) following = false;
     else if (distance <= 1 || (top > lastTop + 1 && distance <= NEAR_BOTTOM)) following = true;
     if (following && distance > 0) {
+      ownScroll = true;
       list.scrollTop = height;
       top = list.scrollTop;
       distance = 0;
@@ -159,7 +164,9 @@
   });
 
   document.addEventListener("scroll", function (event) {
-    if (event.target === messages()) requestFollow();
+    if (event.target !== messages()) return;
+    if (ownScroll) ownScroll = false;
+    else requestFollow();
   }, true);
 
   document.addEventListener("htmx:wsConnecting", function () {
@@ -246,23 +253,85 @@
     afterMessage(String((event.detail && event.detail.message) || ""));
   });
 
-  // The hot path: most frames only append text to a reply's open tail. They are applied here, as
-  // text (never as markup), sparing htmx a fragment to parse and its swap events on every frame.
-  var APPEND = /^<span id="(m-\d+-(?:r?tail|r?code))" hx-swap-oob="beforeend">([^<]*)<\/span>$/;
+  // The hot path: a streaming reply's frames (text appended to its open tail, finished blocks put
+  // before it, the tail reset) are taken off the socket before htmx sees them. Applied here they
+  // cost the page no parser document, no swap events and no htmx processing of the new nodes,
+  // which model output never needs (its markup was sanitized on the server: no hx-* attributes).
+  // Appended text is written as text, never as markup. A fast model sends more frames a second
+  // than the screen shows, and each DOM change costs a style, layout and paint pass, so changes
+  // are written at most once per WRITE_EVERY_MS: at once after a pause, batched while a reply
+  // streams. Any other frame (an ending, a snapshot, a new message) goes to htmx after the
+  // changes before it, so the order is kept.
+  var APPEND = /^<span id=(m-\d+-(?:r?tail|r?code)) hx-swap-oob=beforeend>([^<]*)<\/span>$/;
+  var REPLY_FRAME = /^<(?:div|span) id=m-\d+-(?:body|reasoning|r?tail|r?code) hx-swap-oob=/;
+  var REPLY_PART = /^m-\d+-(?:body|reasoning|r?tail|r?code)$/;
+  var REPLY_SWAPS = { innerHTML: true, beforebegin: true, beforeend: true, delete: true };
+  var WRITE_EVERY_MS = 80; // at most 12.5 writes a second: a steady flow of text, a fifth of the work of 60
   var ENTITIES = { "&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#x27;": "'" };
+  var changes = []; // [id, swap, text or nodes], in the order they came
+  var lastWrite = -Infinity;
+  var writeTimer = 0;
+
   function unescapeText(text) {
     if (text.indexOf("&") < 0) return text;
     return text.replace(/&(?:amp|lt|gt|quot|#x27);/g, function (entity) { return ENTITIES[entity]; });
   }
-  document.addEventListener("htmx:wsBeforeMessage", function (event) {
-    var message = event.detail && event.detail.message;
-    var match = typeof message === "string" ? APPEND.exec(message) : null;
-    var target = match && document.getElementById(match[1]);
-    if (!target) return; // anything else goes through htmx
-    target.insertAdjacentText("beforeend", unescapeText(match[2]));
-    event.preventDefault();
-    afterMessage(message);
-  });
+
+  // The frame's changes, or null when it is not (only) a reply's: then htmx applies it.
+  function replyChanges(message) {
+    var append = APPEND.exec(message);
+    if (append) return [[append[1], "text", unescapeText(append[2])]];
+    if (!REPLY_FRAME.test(message)) return null;
+    var template = document.createElement("template");
+    template.innerHTML = message;
+    var found = [];
+    var parts = template.content.children;
+    for (var i = 0; i < parts.length; i++) {
+      var swap = parts[i].getAttribute("hx-swap-oob");
+      if (!REPLY_PART.test(parts[i].id) || !REPLY_SWAPS.hasOwnProperty(swap)) return null;
+      found.push([parts[i].id, swap, parts[i].childNodes]);
+    }
+    return found;
+  }
+
+  function writeChanges() {
+    clearTimeout(writeTimer);
+    writeTimer = 0;
+    if (!changes.length) return;
+    for (var i = 0; i < changes.length; i++) {
+      var change = changes[i];
+      var target = document.getElementById(change[0]);
+      if (!target) continue;
+      if (change[1] === "text") target.insertAdjacentText("beforeend", change[2]);
+      else if (change[1] === "innerHTML") target.replaceChildren.apply(target, Array.from(change[2]));
+      else if (change[1] === "beforebegin") target.before.apply(target, Array.from(change[2]));
+      else if (change[1] === "beforeend") target.append.apply(target, Array.from(change[2]));
+      else target.remove();
+    }
+    changes = [];
+    lastWrite = performance.now();
+    // Followed at once, not in the next animation frame: the layout read then is the one the
+    // frame would do anyway, and the scroll event lands in that same frame instead of asking for
+    // one more.
+    followFrame();
+  }
+
+  function takeReplyFrame(event) {
+    var found = typeof event.data === "string" ? replyChanges(event.data) : null;
+    if (!found) {
+      writeChanges(); // the text before it first
+      return;
+    }
+    event.stopImmediatePropagation();
+    for (var i = 0; i < found.length; i++) {
+      var last = changes[changes.length - 1];
+      if (found[i][1] === "text" && last && last[1] === "text" && last[0] === found[i][0]) last[2] += found[i][2];
+      else changes.push(found[i]);
+    }
+    var wait = lastWrite + WRITE_EVERY_MS - performance.now();
+    if (wait <= 0) writeChanges();
+    else if (!writeTimer) writeTimer = setTimeout(writeChanges, wait);
+  }
 
   // Copying. Buttons arrive with messages (htmx swaps), so one listener on the document serves
   // them all. The result shows on the button for a moment and is announced through #copy-status.

@@ -229,3 +229,30 @@ def test_finished_messages_are_contained_and_the_streaming_one_is_not(page: Page
                         return { gap: list.right - box.right, share: box.width / list.width }; }"""
     )
     assert bubble["gap"] < 20 and bubble["share"] < 0.8
+
+
+def test_a_fast_reply_is_written_in_batches_and_its_frames_bypass_htmx(page: Page, site: str):
+    frames: list[str] = []
+    page.on("websocket", lambda socket: socket.on("framereceived", lambda frame: frames.append(frame)))
+    log_in(page, site)
+    page.evaluate(
+        """() => {
+            window.__writes = 0;
+            window.__htmxFrames = 0;
+            document.addEventListener("htmx:wsBeforeMessage", () => window.__htmxFrames++);
+            // One callback per task that changed the list: per write, however many frames it held.
+            new MutationObserver(() => window.__writes++).observe(
+                document.getElementById("messages"), {childList: true, subtree: true, characterData: true});
+        }"""
+    )
+    choose_model(page, "demo?tokens=1500&tps=500&style=markdown")
+    send(page, "Quickly, please")
+    page.wait_for_function(
+        "() => { const r = [...document.querySelectorAll('[data-role=\"assistant\"]')].pop();"
+        " return !!r && r.dataset.status === 'complete'; }"
+    )
+    reply_frames = [f for f in frames if isinstance(f, str) and f.startswith(("<span id=m-", "<div id=m-"))]
+    writes, htmx_frames = page.evaluate("() => [window.__writes, window.__htmxFrames]")
+    assert len(reply_frames) > 60  # the server sends a frame about every 30 ms
+    assert htmx_frames < 12  # the message, the state, the ending: not the reply's text
+    assert writes < 0.7 * len(reply_frames)  # at most one write per 80 ms

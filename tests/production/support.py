@@ -39,7 +39,7 @@ TERMINAL = {"complete", "stopped", "error", "interrupted"}
 
 _ARTICLE = re.compile(r'<article id="m-(\d+)"([^>]*)>')
 _ATTR = re.compile(r'data-(role|status)="([^"]*)"')
-_GROWS = re.compile(r'id="m-(\d+)-(?:r?tail|r?code)" hx-swap-oob')
+_GROWS = re.compile(r"id=m-(\d+)-(?:r?tail|r?code) hx-swap-oob")
 _ENDING = re.compile(r'<footer id="m-(\d+)-meta"[^>]*data-ending="(\w+)"')
 _STATE = re.compile(r'<div id="chat-state"[^>]*data-version="(\d+)"')
 
