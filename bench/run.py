@@ -41,6 +41,7 @@ FULL = {
     "db_replies": 5,
     "sockets": 1000,
     "md_replies": 5,
+    "md_rounds": 3,
     "browser_repeats": 3,
     "browser_long_tokens": 20000,
 }
@@ -53,6 +54,7 @@ QUICK = {
     "db_replies": 2,
     "sockets": 300,
     "md_replies": 2,
+    "md_rounds": 1,
     "browser_repeats": 1,
     "browser_long_tokens": 20000,
 }
@@ -109,6 +111,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--md-tokens", type=int, default=2000, help="their length (default 2000 tokens)")
     add("--md-tps", type=float, default=200, help="their pace (default 200 tokens/s)")
     add("--md-streams", type=int, default=100, help="live Markdown streams for their CPU per token (100)")
+    add("--md-rounds", type=int, help="prose-then-Markdown rounds for that figure (the medians are compared)")
     add("--browser-repeats", type=int, help="runs of each watched reply in Chromium (the median is reported)")
     add("--browser-busy-tokens", type=int, default=2000, help="reply watched for main-thread time (2000)")
     add("--browser-busy-tps", type=float, default=200, help="its pace (default 200 tokens/s)")
@@ -200,7 +203,7 @@ def _conversations_needed(args: argparse.Namespace) -> int:
     if "md-bytes" in args.only:
         need += args.md_replies
     if "md-streams" in args.only:
-        need += args.md_streams
+        need += 2 * args.md_rounds * args.md_streams
     return need
 
 
