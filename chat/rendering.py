@@ -9,7 +9,7 @@ path.
 A streaming reply's body holds its finished blocks and then its open tail (``m-<id>-tail``); an
 ``incremental.Update`` becomes one frame that inserts blocks before the tail, resets it, or appends
 to it (``chat.incremental`` says why this is linear). Appended text goes out in pieces of at most
-``MAX_FRAME_CHARS`` characters, well under Daphne's 1 MiB (escaping grows text at most six-fold).
+``MAX_FRAME_CHARS`` characters, well under Daphne's 1 MiB (escaping grows text at most five-fold).
 """
 
 from __future__ import annotations
@@ -76,13 +76,24 @@ def _merged(frames: list[str]) -> list[str]:
 def tail_inner(part: Part, tail: Tail) -> str:
     """The open tail's contents: its text as typed, or the code of an open fence (trusted markup)."""
     if tail.language is None:
-        return escape(tail.text)
+        return escape_text(tail.text)
     label = escape(tail.language) if tail.language else "code"
     return (
         '<div class="code-block code-open">'
         f'<div class="code-head"><span class="code-lang">{label}</span></div>'
-        f'<pre class="highlight"><code id="{part.code}">{escape(tail.text)}</code></pre></div>'
+        f'<pre class="highlight"><code id="{part.code}">{escape_text(tail.text)}</code></pre></div>'
     )
+
+
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def escape_text(text: str) -> str:
+    """``text`` as element content: only ``&``, ``<`` (and ``>``, for readers) need escaping there.
+
+    Quotes matter only inside attributes; left as they are, a reply's quotes cost one byte, not six.
+    """
+    return text.translate(_TEXT_ESCAPES)
 
 
 def live_html(part: Part, rendering: IncrementalMarkdown) -> str:
@@ -124,7 +135,7 @@ def reply_html(message: Message) -> tuple[SafeString, SafeString]:
 
 
 def _append_frame(element_id: str, text: str) -> str:
-    return f"<span {oob.envelope(element_id, 'beforeend')}>{escape(text)}</span>"
+    return f"<span {oob.envelope(element_id, 'beforeend')}>{escape_text(text)}</span>"
 
 
 def _append_frames(element_id: str, text: str) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chat import markdown, rendering
 from chat.incremental import Tail, Update
@@ -26,6 +28,17 @@ def test_appended_text_escapes_markup_and_htmx_attributes():
     assert frame.startswith("<span id=m-5-tail hx-swap-oob=beforeend>&lt;img")
 
 
+@given(st.text())
+def test_tail_text_reads_back_as_itself_and_never_opens_a_tag(text):
+    escaped = rendering.escape_text(text)
+    assert "<" not in escaped
+    assert visible_text(f"<span>{escaped}</span>") == text
+
+
+def test_tail_text_leaves_quotes_as_they_are():
+    assert rendering.escape_text("""say "hi" & 'bye' <b>""") == """say "hi" &amp; 'bye' &lt;b&gt;"""
+
+
 def test_an_open_fence_shows_its_code_and_appends_into_it():
     part = rendering.body_part(5)
     page = Document('<div id="m-5-body"><div id="m-5-tail"></div></div>')
@@ -39,7 +52,7 @@ def test_an_open_fence_shows_its_code_and_appends_into_it():
 
 
 def test_long_appends_are_split_under_the_cap():
-    text = "'" * 450_000  # escaping makes each character six bytes
+    text = "&" * 450_000  # escaping makes each character five bytes
     frames = rendering.update_frames(rendering.body_part(5), Update(append=text))
     assert len(frames) == 5
     assert all(len(frame.encode()) < DAPHNE_CAP for frame in frames)
