@@ -164,7 +164,11 @@ async def start_from_socket(user: Any, fields: dict[str, Any]) -> tuple[Conversa
         )
     except ValidationError as exc:
         return rendering.notice_frame(exc.messages[0])
-    conversation = await Conversation.objects.aget(pk=turn.reply.conversation_id)
+    reply = turn.reply
+    if Message.conversation.is_cached(reply):  # created just now: no second trip to the database
+        conversation = reply.conversation
+    else:
+        conversation = await Conversation.objects.aget(pk=reply.conversation_id)
     return conversation, [
         rendering.conversation_started_frame(conversation),
         rendering.composer_ack_frame(str(uuid.uuid4())),

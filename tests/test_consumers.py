@@ -249,7 +249,8 @@ async def test_the_new_chat_page_starts_a_conversation_over_its_socket_and_follo
         and f'data-socket="/ws/c/{conversation.pk}/"' in started
     )
     assert 'id="conversation-list-items" hx-swap-oob="afterbegin"' in started
-    assert f'hx-get="/c/{conversation.pk}/settings/" hx-trigger="load"' in started  # its settings form
+    # its settings form, once the first text has had its turn
+    assert f'hx-get="/c/{conversation.pk}/settings/" hx-trigger="load delay:200ms"' in started
     reply = await latest_reply(conversation)
     assert reply.status == Message.Status.COMPLETE
     page = page_after(frames)

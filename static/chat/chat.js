@@ -232,21 +232,27 @@
       if (clientId && clientId.value !== pending.clientId) {
         // Stored: the server handed out a fresh key for the next message.
         var area = textarea();
-        if (area && area.value === pending.text) {
-          area.value = "";
-          fitComposer();
-        }
+        if (area && area.value === pending.text) area.value = "";
         pending = null;
         setSending(false);
-        refocusComposer();
+        composerSettles();
       } else if (document.getElementById("composer-notice").textContent && !document.getElementById("composer-notice").classList.contains("info")) {
         // Refused with a reason: keep the text so it can be fixed.
         pending = null;
         setSending(false);
-        refocusComposer();
+        composerSettles();
       }
     }
     requestFollow();
+  }
+
+  // Fitting and focusing the composer read the layout: done in the next animation frame, they
+  // never hold up the frames behind them (the reply's first text comes right after "stored").
+  function composerSettles() {
+    requestAnimationFrame(function () {
+      fitComposer();
+      refocusComposer();
+    });
   }
 
   document.addEventListener("htmx:wsAfterMessage", function (event) {
@@ -294,7 +300,13 @@
     return found;
   }
 
-  function writeChanges() {
+  // A batch written from the timer is followed at once: the layout read then is the one the next
+  // frame would do anyway, and the scroll event lands in that frame instead of asking for one more.
+  // Text written as it arrives (the first after a pause, or before another frame) is followed in
+  // the next animation frame, so that nothing delays it reaching the page.
+  function writeBatch() { writeChanges(true); }
+
+  function writeChanges(followNow) {
     clearTimeout(writeTimer);
     writeTimer = 0;
     if (!changes.length) return;
@@ -310,10 +322,8 @@
     }
     changes = [];
     lastWrite = performance.now();
-    // Followed at once, not in the next animation frame: the layout read then is the one the
-    // frame would do anyway, and the scroll event lands in that same frame instead of asking for
-    // one more.
-    followFrame();
+    if (followNow === true) followFrame();
+    else requestFollow();
   }
 
   function takeReplyFrame(event) {
@@ -330,7 +340,7 @@
     }
     var wait = lastWrite + WRITE_EVERY_MS - performance.now();
     if (wait <= 0) writeChanges();
-    else if (!writeTimer) writeTimer = setTimeout(writeChanges, wait);
+    else if (!writeTimer) writeTimer = setTimeout(writeBatch, wait);
   }
 
   // Copying. Buttons arrive with messages (htmx swaps), so one listener on the document serves
