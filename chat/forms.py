@@ -62,3 +62,9 @@ class ConversationSettingsForm(forms.Form):
             "max_tokens": conversation.max_tokens,
         }
         super().__init__(data, initial=initial, auto_id="settings-%s")
+
+
+class ImportForm(forms.Form):
+    """An export file of another chat product; ``chat.importers`` says what is wrong with it."""
+
+    file = forms.FileField(label="Import conversations")

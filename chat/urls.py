@@ -12,5 +12,6 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
     path("c/<uuid:conversation_id>/settings/", views.conversation_settings, name="conversation_settings"),
     path("c/<uuid:conversation_id>/m/<int:message_id>/source", views.message_source, name="message_source"),
+    path("import/", views.import_conversations, name="import"),
     path("setup/", views.first_run, name="first_run"),
 ]

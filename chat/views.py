@@ -14,8 +14,9 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chat import providers, selectors, services, turns
-from chat.forms import ConversationSettingsForm, FirstAdminForm
+from chat import importing, providers, selectors, services, turns
+from chat.forms import ConversationSettingsForm, FirstAdminForm, ImportForm
+from chat.importers import ImportFormatError
 from chat.models import Conversation, Message
 
 
@@ -134,6 +135,27 @@ def message_source(request: HttpRequest, conversation_id: uuid.UUID, message_id:
     response = HttpResponse(message.content, content_type="text/plain; charset=utf-8")
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def import_conversations(request: HttpRequest) -> HttpResponse:
+    """Another chat product's export file, imported whole or, when it is broken, not at all."""
+    form = ImportForm(request.POST or None, request.FILES or None)
+    result = None
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                result = importing.import_file(user=request.user, file=form.cleaned_data["file"])
+                form = ImportForm()
+            except ImportFormatError as exc:
+                form.add_error("file", str(exc))
+        if result is None:
+            status = 400
+    conversations = selectors.conversation_list(user=request.user)
+    context = {"form": form, "result": result, "conversations": conversations}
+    return render(request, "chat/import.html", context, status=status)
 
 
 @require_http_methods(["GET", "POST"])

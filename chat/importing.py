@@ -1,0 +1,113 @@
+"""Storing conversations read from other chat products' export files (``chat.importers``).
+
+A file is imported whole or not at all: one transaction, so a file that turns out broken halfway
+leaves nothing behind. Each conversation costs a fixed number of queries however many messages it
+has (the messages are created together, then linked to their parents), and only one conversation
+is in memory at a time.
+
+What this product has no place for is mapped, not lost: system messages at the start become the
+conversation's system prompt; a system message further down is left out and its replies hang from
+its parent. Every text goes through ``storable`` (the rule for text any database takes), and
+replies are rendered as they would be at a reply's ending, so opening an imported conversation
+renders nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from chat import importers, markdown
+from chat.importers import ImportedConversation
+from chat.models import Conversation, Message
+from chat.services import title_from
+from chat.storable import storable
+
+TITLE_CHARS = Conversation._meta.get_field("title").max_length
+MODEL_CHARS = Message._meta.get_field("model").max_length
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    conversations: int
+    messages: int
+
+
+def import_file(*, user: AbstractBaseUser, file: BinaryIO) -> ImportResult:
+    """Every conversation in ``file`` becomes ``user``'s; an ``ImportFormatError`` imports nothing."""
+    conversations = messages = 0
+    with transaction.atomic():
+        for imported in importers.read(file):
+            messages += store(user=user, imported=imported)
+            conversations += 1
+    return ImportResult(conversations=conversations, messages=messages)
+
+
+def store(*, user: AbstractBaseUser, imported: ImportedConversation) -> int:
+    """One imported conversation as ``user``'s; returns how many messages it holds here."""
+    prompt: list[str] = []
+    kept = []
+    parent_of: dict[str, str | None] = {}  # every source key -> the kept key it hangs from
+    for message in imported.messages:
+        parent = parent_of.get(message.parent_key) if message.parent_key is not None else None
+        if message.role == "system":
+            if parent is None and not kept:
+                prompt.append(storable(message.content))
+            parent_of[message.key] = parent
+            continue
+        parent_of[message.key] = message.key
+        kept.append((message, parent))
+    first_user = next((m.content for m, _ in kept if m.role == "user"), "")
+    conversation = Conversation.objects.create(
+        owner=user,
+        title=storable(imported.title).strip()[:TITLE_CHARS] or title_from(storable(first_user)),
+        model=settings.CHAT_MODEL,
+        system_prompt="\n\n".join(prompt) or None,
+    )
+    rows = Message.objects.bulk_create([_row(conversation, message) for message, _ in kept])
+    pk_of = {message.key: row.pk for (message, _), row in zip(kept, rows, strict=True)}
+    now = timezone.now()
+    for (message, parent), row in zip(kept, rows, strict=True):
+        row.parent_id = pk_of[parent] if parent is not None else None
+        row.created_at = row.updated_at = message.created_at or imported.created_at or now
+    Message.objects.bulk_update(rows, ["parent", "created_at", "updated_at"])
+    current = parent_of.get(imported.current_key) if imported.current_key is not None else None
+    Conversation.objects.filter(pk=conversation.pk).update(
+        current_leaf_id=pk_of.get(current) if current is not None else _last_leaf(rows),
+        version=1,
+        created_at=imported.created_at or _earliest(rows) or now,
+        updated_at=imported.updated_at or _latest(rows) or now,
+    )
+    return len(rows)
+
+
+def _row(conversation: Conversation, message: importers.ImportedMessage) -> Message:
+    content, reasoning = storable(message.content), storable(message.reasoning)
+    reply = message.role == "assistant"
+    return Message(
+        conversation=conversation,
+        role=message.role,
+        content=content,
+        reasoning=reasoning,
+        model=storable(message.model)[:MODEL_CHARS],
+        content_html=markdown.render(content) if reply else "",
+        reasoning_html=markdown.render(reasoning) if reply and reasoning else "",
+    )
+
+
+def _last_leaf(rows: list[Message]) -> int | None:
+    return rows[-1].pk if rows else None
+
+
+def _earliest(rows: list[Message]) -> datetime | None:
+    return min((row.created_at for row in rows), default=None)
+
+
+def _latest(rows: list[Message]) -> datetime | None:
+    return max((row.created_at for row in rows), default=None)
