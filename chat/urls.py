@@ -12,6 +12,9 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
     path("c/<uuid:conversation_id>/settings/", views.conversation_settings, name="conversation_settings"),
     path("c/<uuid:conversation_id>/m/<int:message_id>/source", views.message_source, name="message_source"),
+    path("c/<uuid:conversation_id>/export.md", views.export_conversation, {"kind": "md"}, "export_markdown"),
+    path("c/<uuid:conversation_id>/export.json", views.export_conversation, {"kind": "json"}, "export_json"),
+    path("export/", views.export_all, name="export_all"),
     path("import/", views.import_conversations, name="import"),
     path("setup/", views.first_run, name="first_run"),
 ]

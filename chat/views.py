@@ -10,11 +10,11 @@ from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chat import importing, providers, selectors, services, turns
+from chat import exporting, importing, providers, selectors, services, turns
 from chat.forms import ConversationSettingsForm, FirstAdminForm, ImportForm
 from chat.importers import ImportFormatError
 from chat.models import Conversation, Message
@@ -133,6 +133,40 @@ def message_source(request: HttpRequest, conversation_id: uuid.UUID, message_id:
     conversation = selectors.conversation_for_user(request.user, conversation_id)
     message = selectors.message_in(conversation=conversation, message_id=message_id)
     response = HttpResponse(message.content, content_type="text/plain; charset=utf-8")
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _download(body: str, *, content_type: str, name: str) -> HttpResponse:
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+_EXPORTS = {
+    "md": (exporting.conversation_markdown, "text/markdown; charset=utf-8"),
+    "json": (exporting.conversation_json, "application/json"),
+}
+
+
+@login_required
+@require_GET
+def export_conversation(request: HttpRequest, conversation_id: uuid.UUID, kind: str) -> HttpResponse:
+    """``export.md`` (the branch on screen, to read) or ``export.json`` (everything, to import)."""
+    conversation = selectors.conversation_for_user(request.user, conversation_id)
+    write, content_type = _EXPORTS[kind]
+    name = exporting.filename(conversation, kind)
+    return _download(write(conversation), content_type=content_type, name=name)
+
+
+@login_required
+@require_GET
+async def export_all(request: HttpRequest) -> StreamingHttpResponse:
+    """All of the user's conversations in one JSON file, written as it is read (never whole in memory)."""
+    user = await request.auser()
+    response = StreamingHttpResponse(exporting.export_all_async(user), content_type="application/json")
+    response["Content-Disposition"] = 'attachment; filename="conversations.json"'
     response["Cache-Control"] = "private, no-store"
     return response
 
