@@ -18,9 +18,9 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 
 from chat import selectors
+from chat.importers.native import FORMAT  # marks this product's records, for its importer
 from chat.models import Conversation, Message
 
-FORMAT = "chat-export/1"  # marks this product's records, for its importer
 _MESSAGE_FIELDS = (
     "role",
     "content",

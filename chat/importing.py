@@ -64,11 +64,14 @@ def store(*, user: AbstractBaseUser, imported: ImportedConversation) -> int:
         parent_of[message.key] = message.key
         kept.append((message, parent))
     first_user = next((m.content for m, _ in kept if m.role == "user"), "")
+    options = imported.settings
     conversation = Conversation.objects.create(
         owner=user,
         title=storable(imported.title).strip()[:TITLE_CHARS] or title_from(storable(first_user)),
-        model=settings.CHAT_MODEL,
-        system_prompt="\n\n".join(prompt) or None,
+        model=storable(options.get("model") or settings.CHAT_MODEL)[:MODEL_CHARS],
+        system_prompt=_prompt(options.get("system_prompt"), prompt),
+        temperature=options.get("temperature"),
+        max_tokens=options.get("max_tokens"),
     )
     rows = Message.objects.bulk_create([_row(conversation, message) for message, _ in kept])
     pk_of = {message.key: row.pk for (message, _), row in zip(kept, rows, strict=True)}
@@ -98,7 +101,15 @@ def _row(conversation: Conversation, message: importers.ImportedMessage) -> Mess
         model=storable(message.model)[:MODEL_CHARS],
         content_html=markdown.render(content) if reply else "",
         reasoning_html=markdown.render(reasoning) if reply and reasoning else "",
+        **{key: storable(v) if isinstance(v, str) else v for key, v in message.details.items()},
     )
+
+
+def _prompt(own: str | None, leading: list[str]) -> str | None:
+    """The conversation's system prompt: its own (this product's exports), else leading system messages."""
+    if own is not None:
+        return storable(own)
+    return "\n\n".join(leading) or None
 
 
 def _last_leaf(rows: list[Message]) -> int | None:

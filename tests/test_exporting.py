@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import AsyncClient, Client
 
 from chat.models import Conversation, Message
@@ -100,3 +101,46 @@ async def test_export_all_of_no_conversations_is_an_empty_list(alice):
     await client.aforce_login(alice)
     response = await client.get("/export/")
     assert json.loads(b"".join([chunk async for chunk in response.streaming_content])) == []
+
+
+def _without_ids(record: dict) -> dict:
+    """A record with each message id replaced by its place: ids are the database's, not content."""
+    place = {m["id"]: n for n, m in enumerate(record["messages"])}
+    messages = [
+        {**m, "id": place[m["id"]], "parent": place.get(m["parent"]) if m["parent"] is not None else None}
+        for m in record["messages"]
+    ]
+    return {**record, "id": None, "messages": messages, "current_message": place[record["current_message"]]}
+
+
+def test_export_import_export_gives_the_same_conversation(alice_client, branched, alice):
+    branched.system_prompt = "Answer in digits."
+    branched.temperature = 0.3
+    branched.model = "some-other-model"
+    branched.save(update_fields=["system_prompt", "temperature", "model"])
+    Message.objects.filter(conversation=branched, content="6").update(
+        status=Message.Status.STOPPED, finish_reason="", duration_ms=1200, first_token_ms=80
+    )
+    exported = alice_client.get(f"/c/{branched.pk}/export.json").content
+    response = alice_client.post(
+        "/import/", {"file": SimpleUploadedFile("sums.json", exported, "application/json")}
+    )
+    assert "Imported 1 conversation (6 messages)." in response.content.decode()
+    copy = Conversation.objects.filter(owner=alice).exclude(pk=branched.pk).get()
+    (before,) = json.loads(exported)
+    (after,) = json.loads(alice_client.get(f"/c/{copy.pk}/export.json").content)
+    assert _without_ids(after) == _without_ids(before)
+    # and it is a conversation like any other: it opens on the branch that was shown
+    page = alice_client.get(f"/c/{copy.pk}/").content.decode()
+    assert "And 4 + 4?" in page and "And 3 + 3?" not in page
+
+
+def test_an_own_export_with_a_broken_message_imports_nothing(alice_client, branched, alice):
+    (record,) = json.loads(alice_client.get(f"/c/{branched.pk}/export.json").content)
+    record["messages"][1]["completion_tokens"] = "many"
+    response = alice_client.post(
+        "/import/", {"file": SimpleUploadedFile("x.json", json.dumps([record]).encode(), "application/json")}
+    )
+    assert response.status_code == 400
+    assert "whose completion tokens is not a count" in response.content.decode()
+    assert Conversation.objects.filter(owner=alice).count() == 1

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 import ijson
 
-from chat.importers import chatgpt, openwebui
+from chat.importers import chatgpt, native, openwebui
 from chat.importers.tree import (
     ImportedConversation,
     ImportedMessage,
@@ -36,8 +36,8 @@ __all__ = [
     "read",
 ]
 
-_FORMATS = {openwebui.SOURCE: openwebui, chatgpt.SOURCE: chatgpt}
-_PRODUCT_NAMES = {openwebui.SOURCE: "Open WebUI", chatgpt.SOURCE: "ChatGPT"}
+_FORMATS = {openwebui.SOURCE: openwebui, chatgpt.SOURCE: chatgpt, native.SOURCE: native}
+_PRODUCT_NAMES = {openwebui.SOURCE: "Open WebUI", chatgpt.SOURCE: "ChatGPT", native.SOURCE: "this app"}
 _NOT_AN_EXPORT = "This file is not an export from Open WebUI or ChatGPT"
 _BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 _CHUNK = 64 * 1024

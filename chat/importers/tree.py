@@ -9,8 +9,9 @@ messages in an order a database can insert them in (every parent before its chil
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 _LABEL_TITLE_LENGTH = 60
 # No count of seconds reaches this before the year 5138, so a larger time is in milliseconds.
@@ -32,6 +33,9 @@ class ImportedMessage:
     reasoning: str = ""
     model: str = ""
     created_at: datetime | None = None
+    # Fields only this product's own export carries (status, finish reason, usage, timings), checked
+    # by its reader and stored as they are.
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +51,8 @@ class ImportedConversation:
     updated_at: datetime | None
     messages: tuple[ImportedMessage, ...]
     current_key: str | None
-    source: str  # "open-webui" or "chatgpt"
+    source: str  # "open-webui", "chatgpt" or "chat" (this product's own export)
+    settings: Mapping[str, Any] = field(default_factory=dict)  # system prompt and options, own exports only
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +129,7 @@ def conversation(
     updated_at: object,
     label: str,
     source: str,
+    settings: Mapping[str, Any] | None = None,
 ) -> ImportedConversation:
     """A format's parsed record as a conversation: its tree checked and ordered, its times read."""
     messages, current = assemble(
@@ -136,6 +142,7 @@ def conversation(
         messages=messages,
         current_key=current,
         source=source,
+        settings=settings or {},
     )
 
 
@@ -153,9 +160,15 @@ def conversation_label(number: int, title: str) -> str:
 
 
 def utc_from_seconds(value: object, *, label: str) -> datetime | None:
-    """A source's Unix time as an aware UTC datetime; sources leave some times empty (None)."""
+    """A source's Unix time (or ISO 8601 text) as an aware UTC datetime; some times are empty (None)."""
     if value is None:
         return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ImportFormatError(f"{label} has a date that is not a date.") from None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ImportFormatError(f"{label} has a date that is not a number.")
     if abs(value) >= _MILLISECONDS_FROM:
