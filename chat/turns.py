@@ -146,6 +146,13 @@ async def start_conversation(
     )
 
 
+async def first_message(text: object, model: object) -> tuple[str, providers.ModelChoice]:
+    """A new chat's first message and its model, checked: ``ValidationError`` says what is wrong."""
+    cleaned = services.clean_text(text)
+    choice = await model_choice(model, default_provider_id=None, default_model=settings.CHAT_MODEL)
+    return cleaned, choice
+
+
 async def start_from_socket(user: Any, fields: dict[str, Any]) -> tuple[Conversation, list[str]] | str:
     """The new-chat page's first message over its socket: the conversation and the frames that
     turn the page into its page (its address, the sidebar, a fresh key), or a notice frame.
@@ -154,10 +161,7 @@ async def start_from_socket(user: Any, fields: dict[str, Any]) -> tuple[Conversa
     if action != "send":
         return rendering.notice_frame(NOT_UNDERSTOOD if action != "stop" else NOTHING_TO_STOP)
     try:
-        text = services.clean_text(fields.get("text"))
-        choice = await model_choice(
-            fields.get("model"), default_provider_id=None, default_model=settings.CHAT_MODEL
-        )
+        text, choice = await first_message(fields.get("text"), fields.get("model"))
         client_id = services.clean_client_id(fields.get("client_id"))
         turn = await start_conversation(
             user=user, text=text, model=choice.model, provider_id=choice.provider_id, client_id=client_id

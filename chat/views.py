@@ -82,10 +82,7 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
     raw_text = request.POST.get("text", "")
     try:
-        text = services.clean_text(raw_text)
-        choice = await turns.model_choice(
-            request.POST.get("model"), default_provider_id=None, default_model=settings.CHAT_MODEL
-        )
+        text, choice = await turns.first_message(raw_text, request.POST.get("model"))
     except ValidationError as exc:
         return await database_sync_to_async(_chat_page)(
             request, conversation=None, draft=raw_text, notice=exc.messages[0], status=400

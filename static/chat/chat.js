@@ -228,16 +228,15 @@
     if (message.indexOf("data-ending") >= 0) applyEndings();
     if (message.indexOf("conversation-started") >= 0) adoptConversation();
     if (pending) {
+      // Stored: the server handed out a fresh key for the next message. Refused with a reason:
+      // the text stays so it can be fixed. Either way the message is no longer on its way.
       var clientId = document.getElementById("client-id");
-      if (clientId && clientId.value !== pending.clientId) {
-        // Stored: the server handed out a fresh key for the next message.
+      var notice = document.getElementById("composer-notice");
+      var stored = !!clientId && clientId.value !== pending.clientId;
+      var refused = !!notice && notice.textContent !== "" && !notice.classList.contains("info");
+      if (stored || refused) {
         var area = textarea();
-        if (area && area.value === pending.text) area.value = "";
-        pending = null;
-        setSending(false);
-        composerSettles();
-      } else if (document.getElementById("composer-notice").textContent && !document.getElementById("composer-notice").classList.contains("info")) {
-        // Refused with a reason: keep the text so it can be fixed.
+        if (stored && area && area.value === pending.text) area.value = "";
         pending = null;
         setSending(false);
         composerSettles();
