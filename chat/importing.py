@@ -68,6 +68,7 @@ def store(*, user: AbstractBaseUser, imported: ImportedConversation) -> int:
     conversation = Conversation.objects.create(
         owner=user,
         title=storable(imported.title).strip()[:TITLE_CHARS] or title_from(storable(first_user)),
+        title_source=Conversation.TitleSource.IMPORTED,
         model=storable(options.get("model") or settings.CHAT_MODEL)[:MODEL_CHARS],
         system_prompt=_prompt(options.get("system_prompt"), prompt),
         temperature=options.get("temperature"),

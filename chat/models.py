@@ -40,6 +40,13 @@ class Provider(models.Model):
         blank=True,
         help_text='Added to every chat request, e.g. {"top_p": 0.9} or OpenRouter\'s {"provider": {...}}.',
     )
+    context_length = models.PositiveIntegerField(
+        "Context window (tokens)",
+        null=True,
+        blank=True,
+        help_text="Used when the server's /models does not report a model's context length. "
+        "Empty: the site's CHAT_CONTEXT_LENGTH.",
+    )
     # Switched off (and remembered) when the server answers 400 to stream_options.
     stream_usage = models.BooleanField(
         "Ask for usage in the stream",
@@ -83,7 +90,20 @@ class Conversation(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
+    class TitleSource(models.TextChoices):
+        QUESTION = "question", "First words of the question"
+        REQUESTED = "requested", "Asked of the model"
+        MODEL = "model", "Written by the model"
+        USER = "user", "Renamed by the user"
+        IMPORTED = "imported", "Imported"
+
     title = models.CharField(max_length=200, blank=True)
+    # Who wrote the title. The model is asked once (question → requested, claimed atomically, so
+    # at most one request per conversation); its answer lands only while still "requested", so a
+    # rename (user) always wins.
+    title_source = models.CharField(
+        max_length=16, choices=TitleSource.choices, default=TitleSource.QUESTION, editable=False
+    )
     model = models.CharField(max_length=200, help_text="Model id used for the next reply.")
     # None: the server configured by the environment.
     provider = models.ForeignKey(
@@ -169,6 +189,9 @@ class Message(models.Model):
         default=0, help_text="Stream events that were not JSON, skipped."
     )
     request_id = models.CharField(max_length=64, blank=True, help_text="Matches the server log lines.")
+    # How many of the oldest messages of the branch were left out of this reply's request to fit
+    # the model's context window (shown under the reply).
+    omitted_messages = models.PositiveIntegerField(default=0, editable=False)
     # While streaming: the worker writing the reply, and until when it vouches for it. A reply
     # whose lease ran out belongs to a worker that died; it is marked interrupted.
     worker = models.CharField(max_length=200, blank=True, editable=False)
@@ -215,3 +238,21 @@ FINISH_NOTICES = {
     "length": "The answer hit the length limit.",
     "content_filter": "The answer was cut short by the provider's content filter.",
 }
+
+
+class Preferences(models.Model):
+    """What a user chose for the page itself, remembered across devices."""
+
+    class Theme(models.TextChoices):
+        SYSTEM = "system", "Follow the system"
+        LIGHT = "light", "Light"
+        DARK = "dark", "Dark"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences")
+    theme = models.CharField(max_length=8, choices=Theme.choices, default=Theme.SYSTEM)
+
+    class Meta:
+        verbose_name_plural = "preferences"
+
+    def __str__(self) -> str:
+        return f"Preferences of {self.user}"

@@ -253,6 +253,13 @@ CHAT_SWEEP_SECONDS = env_float("CHAT_SWEEP_SECONDS", CHAT_LEASE_SECONDS / 2)
 # On SIGTERM, running replies get this long to finish before they are saved as interrupted.
 CHAT_SHUTDOWN_GRACE_SECONDS = env_float("CHAT_SHUTDOWN_GRACE_SECONDS", 20.0)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 100_000)
+# The context window (tokens) of a model whose server's /models reports none, for the server the
+# environment configures (an admin-added provider has its own field). What goes upstream is cut to
+# fit it, oldest turns first; see chat/context.py.
+CHAT_CONTEXT_LENGTH = env_int("CHAT_CONTEXT_LENGTH", 32_768)
+# Ask the model for a short title after a conversation's first reply (off: its first words stay).
+CHAT_MODEL_TITLES = env_bool("CHAT_MODEL_TITLES", True)
+CHAT_TITLE_TIMEOUT = env_float("CHAT_TITLE_TIMEOUT", 20.0)
 
 # The offline demo simulator's pace.
 CHAT_DEMO_TOKENS_PER_SECOND = env_float("CHAT_DEMO_TOKENS_PER_SECOND", 30.0)
