@@ -124,6 +124,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         try:
             for frame in frames:
                 await self.send(text_data=frame)
+            if event["kind"] == "deleted":  # nothing left to follow: the page must not reconnect
+                await self.hub.unsubscribe(self.key, self)
+                await self.close(code=CLOSE_FORBIDDEN)
         except Exception:
             logger.debug("Could not send a frame to a closing socket", exc_info=True)
 

@@ -90,6 +90,7 @@ class Conversation(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
+
     class TitleSource(models.TextChoices):
         QUESTION = "question", "First words of the question"
         REQUESTED = "requested", "Asked of the model"
@@ -248,7 +249,9 @@ class Preferences(models.Model):
         LIGHT = "light", "Light"
         DARK = "dark", "Dark"
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences"
+    )
     theme = models.CharField(max_length=8, choices=Theme.choices, default=Theme.SYSTEM)
 
     class Meta:

@@ -229,3 +229,17 @@ def conversation_started_frame(conversation: Conversation) -> str:
 def notice_frame(text: str) -> str:
     """A plain-language notice under the composer (bad input, a refused send)."""
     return render_to_string("chat/chat.html#composer_notice", {"notice": text, "oob": True})
+
+
+def title_frames(conversation: Conversation) -> list[str]:
+    """The conversation's title where the page shows it: the header and its sidebar entry."""
+    context = {"conversation": conversation, "oob": True}
+    return [
+        render_to_string("chat/chat.html#conversation_title", context),
+        render_to_string("chat/_sidebar_title.html", {"item": conversation, "oob": True}),
+    ]
+
+
+def deleted_frame() -> str:
+    """What replaces a page's conversation once it is deleted (elsewhere, or in this tab)."""
+    return render_to_string("chat/_deleted.html")

@@ -11,7 +11,6 @@ import uuid
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import QuerySet
 from django.http import Http404
 
 from chat.models import Conversation, Message
@@ -37,10 +36,6 @@ def message_in(*, conversation: Conversation, message_id: int) -> Message:
     if message is None:
         raise Http404("No such message.")
     return message
-
-
-def conversation_list(*, user: AbstractBaseUser, limit: int = 100) -> QuerySet[Conversation]:
-    return Conversation.objects.filter(owner=user).order_by("-updated_at")[:limit]
 
 
 def _tree(conversation: Conversation) -> dict[int, int | None]:

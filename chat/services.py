@@ -509,3 +509,41 @@ def sweep_interrupted(*, conversation_id: uuid.UUID | None = None) -> list[Ended
         if result is not None:
             ended.append(result)
     return ended
+
+
+def clean_title(value: object) -> str:
+    """A title a user typed: one line, not blank, within the field's length."""
+    title = " ".join(storable(value if isinstance(value, str) else "").split())
+    if not title:
+        raise ValidationError("A title cannot be empty.")
+    limit = Conversation._meta.get_field("title").max_length
+    if len(title) > limit:
+        raise ValidationError(f"A title can be at most {limit} characters long.")
+    return title
+
+
+def conversation_rename(*, conversation: Conversation, title: object) -> Conversation:
+    """Rename a conversation; the user's title wins over any written by the model, now or later."""
+    conversation.title = clean_title(title)
+    conversation.title_source = Conversation.TitleSource.USER
+    # Not activity: the conversation keeps its place in the sidebar.
+    Conversation.objects.filter(pk=conversation.pk).update(
+        title=conversation.title, title_source=conversation.title_source
+    )
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> list[Message]:
+    """Delete a conversation and everything in it; returns the replies that were still streaming.
+
+    Their generations find no row left to write to and end quietly; the caller stops them so
+    they stop costing tokens upstream.
+    """
+    with transaction.atomic():
+        streaming = list(
+            Message.objects.select_for_update()
+            .filter(conversation=conversation, status=Message.Status.STREAMING)
+            .only("pk", "worker")
+        )
+        conversation.delete()
+    return streaming

@@ -4,7 +4,9 @@ Events published for a conversation are of three kinds:
 
 - ``delta``: text appended to a streaming reply, numbered per reply (``seq`` 1, 2, ...);
 - ``change``: messages added or a branch switched, numbered per conversation (``version``);
-- ``ending``: a reply ended (also a ``version`` step), sent after its last delta.
+- ``ending``: a reply ended (also a ``version`` step), sent after its last delta;
+- ``meta`` and ``deleted``: the title changed, the conversation is gone. Unnumbered: each frame
+  states the whole of what it shows, so it applies in any order.
 
 A page starts from a snapshot (the conversation at some version, and the text of each streaming
 reply up to some ``seq``), and then applies only later events. Events that arrive while the
@@ -20,6 +22,9 @@ from typing import Any
 Event = dict[str, Any]
 
 FINISHED = 1 << 62  # the seq of a reply the page shows as ended: drop anything still in flight
+
+
+UNNUMBERED = frozenset({"meta", "deleted"})
 
 
 class Gap(Exception):
@@ -57,6 +62,8 @@ class Subscription:
             self._held.append(event)
             return []
         kind = event["kind"]
+        if kind in UNNUMBERED:
+            return event["frames"]
         if kind == "delta":
             return self._delta(event)
         if event["version"] <= self.version:

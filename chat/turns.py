@@ -119,14 +119,19 @@ async def stop(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
     replies = await database_sync_to_async(selectors.streaming_messages)(conversation=conversation)
     if not replies:
         return [rendering.notice_frame(NOTHING_TO_STOP)]
-    hub = await fanout.get_hub()
-    for reply in replies:
-        if reply.worker:  # this worker's replies are stopped directly, others' through the layer
-            await hub.send_command(reply.worker, "stop", reply_id=reply.pk)
+    await stop_replies(replies)  # this worker's directly, others' through the layer
     now = timezone.now()
     if any(reply.lease_expires_at is None or reply.lease_expires_at < now for reply in replies):
         await sweep(conversation.pk)  # a reply whose worker is gone cannot be stopped: it was interrupted
     return []
+
+
+async def stop_replies(replies: list[Message]) -> None:
+    """Stop these replies' generations wherever they run (their rows may be gone: nothing is saved)."""
+    hub = await fanout.get_hub()
+    for reply in replies:
+        if reply.worker:
+            await hub.send_command(reply.worker, "stop", reply_id=reply.pk)
 
 
 _ACTIONS = {"send": post_message, "regenerate": regenerate, "edit": edit, "switch": switch, "stop": stop}

@@ -12,9 +12,10 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chat import exporting, importing, providers, selectors, services, turns
+from chat import events, exporting, importing, providers, rendering, selectors, services, sidebar, turns
 from chat.forms import ConversationSettingsForm, FirstAdminForm, ImportForm
 from chat.importers import ImportFormatError
 from chat.models import Conversation, Message
@@ -43,7 +44,7 @@ def _chat_page(
         settings_form = ConversationSettingsForm(conversation=conversation)
     context = {
         "conversation": conversation,
-        "conversations": selectors.conversation_list(user=request.user),
+        "sidebar": sidebar.page(user=request.user),
         "messages": messages,
         "model_groups": providers.model_groups(provider_id=provider_id, model=model),
         "selected_model": providers.choice_value(provider_id, model),
@@ -125,6 +126,56 @@ def conversation_settings(request: HttpRequest, conversation_id: uuid.UUID) -> H
 
 @login_required
 @require_GET
+def conversation_page(request: HttpRequest) -> HttpResponse:
+    """The sidebar's next page of conversations, after ``?after=`` (fetched as the reader scrolls)."""
+    page = sidebar.page(user=request.user, cursor=request.GET.get("after", ""))
+    current = request.GET.get("current", "")
+    context = {"sidebar": page, "conversation": {"pk": _uuid_or_none(current)}}
+    return render(request, "chat/_sidebar.html", context)
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+@login_required
+@require_POST
+async def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """A new title from the user (it wins over the model's); every open page shows it."""
+    user = await request.auser()
+    conversation = await database_sync_to_async(selectors.conversation_for_user)(user, conversation_id)
+    try:
+        await database_sync_to_async(services.conversation_rename)(
+            conversation=conversation, title=request.POST.get("title")
+        )
+    except ValidationError as exc:
+        return HttpResponse(exc.messages[0], status=400, content_type="text/plain; charset=utf-8")
+    await events.publish_title(conversation.pk)
+    frames = await database_sync_to_async(rendering.title_frames)(conversation)
+    return HttpResponse("".join(frames))
+
+
+@login_required
+@require_POST
+async def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """Delete a conversation for good: its replies stop, and pages open on it say it is gone."""
+    user = await request.auser()
+    conversation = await database_sync_to_async(selectors.conversation_for_user)(user, conversation_id)
+    key = conversation.pk
+    streaming = await database_sync_to_async(services.conversation_delete)(conversation=conversation)
+    await turns.stop_replies(streaming)
+    await events.publish_deleted(key)
+    home = reverse("chat:home")
+    if request.headers.get("HX-Request"):
+        return HttpResponse(status=204, headers={"HX-Redirect": home})
+    return HttpResponseRedirect(home, status=303)
+
+
+@login_required
+@require_GET
 def message_source(request: HttpRequest, conversation_id: uuid.UUID, message_id: int) -> HttpResponse:
     """A message's text as written (a reply's Markdown source), for its Copy button."""
     conversation = selectors.conversation_for_user(request.user, conversation_id)
@@ -184,8 +235,7 @@ def import_conversations(request: HttpRequest) -> HttpResponse:
                 form.add_error("file", str(exc))
         if result is None:
             status = 400
-    conversations = selectors.conversation_list(user=request.user)
-    context = {"form": form, "result": result, "conversations": conversations}
+    context = {"form": form, "result": result, "sidebar": sidebar.page(user=request.user)}
     return render(request, "chat/import.html", context, status=status)
 
 

@@ -248,7 +248,7 @@ async def test_the_new_chat_page_starts_a_conversation_over_its_socket_and_follo
         f'data-url="/c/{conversation.pk}/"' in started
         and f'data-socket="/ws/c/{conversation.pk}/"' in started
     )
-    assert 'id="conversation-list-items" hx-swap-oob="afterbegin"' in started
+    assert 'id="conversations-today" hx-swap-oob="afterbegin"' in started
     # its settings form, once the first text has had its turn
     assert f'hx-get="/c/{conversation.pk}/settings/" hx-trigger="load delay:200ms"' in started
     reply = await latest_reply(conversation)
