@@ -160,8 +160,11 @@ def _list_frames(messages: Iterable[Message], *, first_swap: str) -> list[str]:
     """Messages added to ``#messages``: the first frame swaps with ``first_swap``, the rest append.
 
     Frames hold about ``BATCH_BYTES`` of markup each, so a long conversation draws as it arrives.
+    A window of the branch (``selectors.Branch``) starts with the control that loads older messages.
     """
     markup = "".join(message_html(message) for message in messages)
+    if isinstance(messages, selectors.Branch) and messages.older:
+        markup = render_to_string("chat/_older.html", {"first": messages[0]}) + markup
     if not markup and first_swap == "beforeend":
         return []
     return oob.frames("messages", first_swap, markup, limit=BATCH_BYTES)

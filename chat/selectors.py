@@ -52,28 +52,65 @@ def _path_to(tree: dict[int, int | None], leaf_id: int | None) -> list[int]:
     return path
 
 
-def conversation_messages(*, conversation: Conversation) -> list[Message]:
+WINDOW = 50  # messages a page opens with; older ones come a page at a time as the reader scrolls up
+
+
+class Branch(list):
+    """Messages of the branch on screen, oldest first; ``older`` says whether earlier ones exist."""
+
+    older: bool = False
+
+
+def branch_path(conversation: Conversation) -> tuple[list[int], dict[int, int | None]]:
+    """The ids of the branch on screen, root first, and the whole tree (ids and parent ids only)."""
+    tree = _tree(conversation)
+    if not tree:
+        return [], tree
+    leaf_id = conversation.current_leaf_id if conversation.current_leaf_id in tree else max(tree)
+    return _path_to(tree, leaf_id), tree
+
+
+def conversation_messages(
+    *,
+    conversation: Conversation,
+    latest: int | None = None,
+    before: int | None = None,
+    start_at: int | None = None,
+) -> Branch:
     """The branch on screen, oldest first; each message knows its versions (siblings).
+
+    ``latest`` keeps only the newest that many (ending at ``before`` when given: an older page);
+    ``start_at`` widens the window back to that message. The tree is read as ids only, and only
+    the messages shown are read whole, so opening a long conversation costs what a short one does.
 
     Sets ``versions`` (ids of the message's siblings, itself included, oldest first) and
     ``version_number`` (its 1-based place among them) on every message returned.
     """
-    tree = _tree(conversation)
-    if not tree:
-        return []
-    leaf_id = conversation.current_leaf_id if conversation.current_leaf_id in tree else max(tree)
-    path = _path_to(tree, leaf_id)
+    path, tree = branch_path(conversation)
+    end = len(path)
+    if before is not None:
+        end = path.index(before) if before in path else 0
+    begin = 0 if latest is None else max(0, end - latest)
+    if start_at is not None and start_at in path:
+        begin = min(begin, path.index(start_at))
+    shown = path[begin:end]
     siblings: dict[int | None, list[int]] = {}
     for message_id, parent_id in tree.items():
         siblings.setdefault(parent_id, []).append(message_id)
-    by_id = Message.objects.in_bulk(path)
-    messages = []
-    for message_id in path:
+    by_id = Message.objects.in_bulk(shown)
+    messages = Branch()
+    messages.older = begin > 0
+    for message_id in shown:
         message = by_id[message_id]
         message.versions = siblings[message.parent_id]  # type: ignore[attr-defined]
         message.version_number = message.versions.index(message_id) + 1  # type: ignore[attr-defined]
         messages.append(message)
     return messages
+
+
+def shown_messages(*, conversation: Conversation, start_at: int | None = None) -> Branch:
+    """What a page shows of the branch: the latest ``WINDOW`` messages (back to ``start_at``)."""
+    return conversation_messages(conversation=conversation, latest=WINDOW, start_at=start_at)
 
 
 def attach_versions(message: Message) -> Message:

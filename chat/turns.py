@@ -126,6 +126,24 @@ async def stop(conversation: Conversation, fields: dict[str, Any]) -> list[str]:
     return []
 
 
+async def show_version_of(conversation: Conversation, message_id: int) -> bool:
+    """Make the branch on screen the one through ``message_id`` (a search hit in another version).
+
+    False when it is on screen already, or is not this conversation's, or a reply is being written.
+    """
+    path, _ = await database_sync_to_async(selectors.branch_path)(conversation)
+    if message_id in path:
+        return False
+    try:
+        version = await database_sync_to_async(services.branch_switch)(
+            conversation=conversation, message_id=message_id
+        )
+    except ValidationError:
+        return False
+    await _publish_branch(conversation, version, streaming=False)
+    return True
+
+
 async def stop_replies(replies: list[Message]) -> None:
     """Stop these replies' generations wherever they run (their rows may be gone: nothing is saved)."""
     hub = await fanout.get_hub()
@@ -237,7 +255,7 @@ async def _store_and_start(service: Any, **kwargs: Any) -> services.PostedTurn:
 def _branch_frames(conversation_id: uuid.UUID, version: int, *, streaming: bool) -> list[str]:
     """The branch on screen, then the conversation's state (read afresh: callers' copies are older)."""
     current = Conversation.objects.get(pk=conversation_id)
-    frames = rendering.branch_frames(selectors.conversation_messages(conversation=current))
+    frames = rendering.branch_frames(selectors.shown_messages(conversation=current))
     frames.append(rendering.state_frame(version, streaming=streaming))
     return frames
 
@@ -278,7 +296,7 @@ def _state(conversation: Conversation) -> tuple[int, list[Message]]:
     """The version and the branch on screen, read together (the row lock orders them with writes)."""
     with transaction.atomic():
         locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-        return locked.version, selectors.conversation_messages(conversation=locked)
+        return locked.version, selectors.shown_messages(conversation=locked)
 
 
 async def snapshot(conversation: Conversation, *, since: int | None) -> Snapshot:

@@ -14,6 +14,7 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/m/<int:message_id>/source", views.message_source, name="message_source"),
     path("c/<uuid:conversation_id>/export.md", views.export_conversation, {"kind": "md"}, "export_markdown"),
     path("c/<uuid:conversation_id>/export.json", views.export_conversation, {"kind": "json"}, "export_json"),
+    path("c/<uuid:conversation_id>/messages/", views.older_messages, name="older_messages"),
     path("c/<uuid:conversation_id>/rename/", views.conversation_rename, name="conversation_rename"),
     path("c/<uuid:conversation_id>/delete/", views.conversation_delete, name="conversation_delete"),
     path("conversations/", views.conversation_page, name="conversation_page"),

@@ -29,10 +29,11 @@ def _chat_page(
     notice: str = "",
     settings_form: ConversationSettingsForm | None = None,
     status: int = 200,
+    start_at: int | None = None,
 ) -> HttpResponse:
     messages: list[Message] = []
     if conversation is not None:
-        messages = selectors.conversation_messages(conversation=conversation)
+        messages = selectors.shown_messages(conversation=conversation, start_at=start_at)
         for message in messages:
             if message.is_streaming:
                 turns.live_text(message)
@@ -73,7 +74,28 @@ async def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) 
     conversation = await database_sync_to_async(selectors.conversation_for_user)(user, conversation_id)
     if await turns.sweep(conversation.pk):  # replies left by a dead worker: shown as interrupted
         await conversation.arefresh_from_db()
-    return await database_sync_to_async(_chat_page)(request, conversation=conversation)
+    start_at = _message_id(request.GET.get("m", ""))
+    if start_at is not None and await turns.show_version_of(conversation, start_at):
+        await conversation.arefresh_from_db()
+    return await database_sync_to_async(_chat_page)(request, conversation=conversation, start_at=start_at)
+
+
+def _message_id(value: str) -> int | None:
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
+
+
+@login_required
+@require_GET
+def older_messages(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """The page of the branch before ``?before=`` (loaded as the reader scrolls up)."""
+    conversation = selectors.conversation_for_user(request.user, conversation_id)
+    before = _message_id(request.GET.get("before", ""))
+    if before is None:
+        return HttpResponse("Which message?", status=400, content_type="text/plain; charset=utf-8")
+    messages = selectors.conversation_messages(
+        conversation=conversation, latest=selectors.WINDOW, before=before
+    )
+    return render(request, "chat/_older_page.html", {"messages": messages})
 
 
 @login_required

@@ -52,7 +52,7 @@ def test_open_webui_export_becomes_the_users_conversations(alice_client, alice):
         "Show me some Markdown, please.",
     }
     for title in conversations:
-        assert f">{title}</a>" in page  # the sidebar lists them
+        assert f">{title}</span></a>" in page  # the sidebar lists them
     table = conversations["A table and a function?"]
     assert [role for role, _ in shown_texts(table)] == ["user", "assistant"]
     reply = Message.objects.get(pk=table.current_leaf_id)

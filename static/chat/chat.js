@@ -471,6 +471,14 @@
     // window is resized; the end stays in view while following.
     if (list && typeof ResizeObserver === "function") new ResizeObserver(requestFollow).observe(list);
     var area = textarea();
-    if (area) area.focus();
+    if (area) area.focus({ preventScroll: true });
+    // Opened at a message (a search result): show it, and stop following the end.
+    var target = /^#m-\d+$/.test(location.hash) && document.getElementById(location.hash.slice(1));
+    if (list && target && list.contains(target)) {
+      following = false;
+      target.scrollIntoView({ block: "start" });
+      lastTop = list.scrollTop;
+      lastHeight = list.scrollHeight;
+    }
   });
 })();

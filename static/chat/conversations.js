@@ -56,6 +56,17 @@
     else byId("rename-error").textContent = xhr && xhr.status === 400 ? xhr.responseText : "The title could not be saved; try again.";
   });
 
+  // Earlier messages arrive above what the reader is looking at: keep that where it is on screen.
+  // The swap runs right after this event, in the same task; the microtask runs before any paint.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (!target || target.id !== "older-messages") return;
+    var list = document.getElementById("messages");
+    var height = list.scrollHeight;
+    var top = list.scrollTop;
+    Promise.resolve().then(function () { list.scrollTop = top + list.scrollHeight - height; });
+  });
+
   // A title changed (renamed here or elsewhere, or written by the model): the tab follows it.
   // Titles are swapped in as content, so the heading stays and hears the event.
   document.addEventListener("htmx:oobAfterSwap", function (event) {
