@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
@@ -176,6 +177,9 @@ class ConversationStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+TRANSCRIPT_ROWS = 50
+
+
 class MessageInline(admin.TabularInline):
     model = Message
     fields = (
@@ -200,6 +204,18 @@ class MessageInline(admin.TabularInline):
 
     def has_add_permission(self, request: HttpRequest, obj: Conversation | None = None) -> bool:
         return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        """The latest ``TRANSCRIPT_ROWS`` messages of each conversation: a long one stays a light page.
+
+        The whole transcript is one link away (``transcript`` on the conversation's page).
+        """
+        queryset = super().get_queryset(request)
+        conversation_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+        if conversation_id is None:
+            return queryset
+        latest = Message.objects.filter(conversation_id=conversation_id).order_by("-id")
+        return queryset.filter(pk__in=list(latest.values_list("pk", flat=True)[:TRANSCRIPT_ROWS]))
 
     @admin.display(description="text")
     def short_content(self, message: Message) -> str:
@@ -239,12 +255,14 @@ class ConversationAdmin(admin.ModelAdmin):
     list_filter = ("owner", "provider", "model", ConversationStatusFilter, "updated_at")
     search_fields = ("title", "messages__content", "owner__username")
     list_select_related = ("owner", "provider")
-    readonly_fields = ("id", "owner", "created_at", "updated_at")
+    readonly_fields = ("id", "owner", "title_source", "transcript", "created_at", "updated_at")
     # Provider, model and options apply to the next reply; what was already said stays read-only.
     fields = (
         "id",
         "owner",
         "title",
+        "title_source",
+        "transcript",
         "provider",
         "model",
         "system_prompt",
@@ -266,6 +284,16 @@ class ConversationAdmin(admin.ModelAdmin):
                 message_total=Count("messages", distinct=True),
                 latest_reply_status=Subquery(latest_reply.order_by("-id").values("status")[:1]),
             )
+        )
+
+    @admin.display(description="messages")
+    def transcript(self, conversation: Conversation) -> str:
+        """How many messages there are, and where to read them all (below: only the latest)."""
+        total = conversation.messages.count()
+        url = reverse("admin:chat_message_changelist") + f"?conversation__id__exact={conversation.pk}"
+        shown = min(total, TRANSCRIPT_ROWS)
+        return format_html(
+            '{} in all; the latest {} are below. <a href="{}">Read every message</a>', total, shown, url
         )
 
     @admin.display(description="title", ordering="title")
