@@ -32,6 +32,8 @@ def base_env(**overrides: str) -> dict[str, str]:
     env.pop("REDIS_URL", None)
     env.pop("DATABASE_URL", None)
     env.update({"DJANGO_SETTINGS_MODULE": "chatsite.settings", "PYTHONUNBUFFERED": "1"})
+    # The figures are about replies; a model-written title is one extra request per conversation.
+    env["CHAT_MODEL_TITLES"] = "false"
     env.update(overrides)
     return env
 

@@ -26,7 +26,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import fanout, providers, rendering, selectors, services
+from chat import fanout, providers, rendering, selectors, services, titles
 from chat.incremental import IncrementalMarkdown
 from chat.models import Message
 from chat.storable import storable
@@ -351,6 +351,7 @@ async def record_ending(reply_id: int, ending: services.ReplyEnding, *, request_
                 await publish_ending(ended)
             except Exception:
                 logger.exception("Reply %s (%s): could not publish its ending", reply_id, request_id)
+            titles.maybe_start(ended.reply)
         return True
     logger.error(
         "Reply %s (%s): no ending could be recorded; the sweep will end it from its last checkpoint",

@@ -75,6 +75,7 @@ def base_env(**overrides: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("CHAT_", "DJANGO_"))}
     env.pop("ARCEE_API_KEY", None)
     env.update({"DJANGO_SETTINGS_MODULE": "chatsite.settings", "PYTHONUNBUFFERED": "1"})
+    env["CHAT_MODEL_TITLES"] = "false"  # titles stay the question's first words unless a test asks
     env.update(overrides)
     return env
 

@@ -23,3 +23,4 @@ CHAT_SWEEP_SECONDS = 0  # tests sweep explicitly; a background job would outlive
 # Retries wait briefly; a Retry-After longer than a second is reported instead of waited for.
 CHAT_RETRY_BACKOFF = 0.05
 CHAT_RETRY_MAX_WAIT = 1.0
+CHAT_MODEL_TITLES = False  # the tests of titles turn them on

@@ -11,6 +11,7 @@ from chat.upstream.client import (
     Endpoint,
     build_payload,
     close_clients,
+    complete_chat,
     get_client,
     stream_chat,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "UsageOptionRejected",
     "build_payload",
     "close_clients",
+    "complete_chat",
     "describe_status",
     "error_message",
     "fetch_model_ids",

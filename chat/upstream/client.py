@@ -397,3 +397,40 @@ async def _read_limited(response: httpx.Response, limit: int = 65536) -> bytes:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text[:200]
+
+
+async def complete_chat(endpoint: Endpoint, request: ChatRequest, *, seconds: float) -> str:
+    """The text of one short non-streaming completion (a side request, such as a title).
+
+    Raises ``UpstreamError`` for anything but an answer with text; the whole call, connection
+    included, is bounded by ``seconds``.
+    """
+    payload = build_payload(endpoint, request, stream_usage=False)
+    payload["stream"] = False
+    headers = endpoint.headers()
+    headers["Accept"] = "application/json"
+    try:
+        async with asyncio.timeout(seconds):
+            response = await get_client().post(
+                f"{endpoint.base_url}/chat/completions", json=payload, headers=headers
+            )
+    except TimeoutError:
+        raise UpstreamError(f"{endpoint.host} did not answer within {seconds:g} seconds.") from None
+    except httpx.HTTPError as exc:
+        raise _request_failure(exc, endpoint) from None
+    if response.status_code >= 300:
+        raise UpstreamError(
+            describe_status(
+                response.status_code, response.content[:65536], response.headers.get("content-type", "")
+            ),
+            status=response.status_code,
+        )
+    try:
+        content = response.json()["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise UpstreamError(f"{endpoint.host} answered without a message.") from None
+    if isinstance(content, list):  # content parts
+        content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    if not isinstance(content, str):
+        raise UpstreamError(f"{endpoint.host} answered without text.")
+    return content

@@ -58,7 +58,7 @@ def page(chromium):
 
 
 @contextmanager
-def start_site(tmp_path_factory, *, tokens_per_second: int, reply_tokens: int) -> Iterator[str]:
+def start_site(tmp_path_factory, *, tokens_per_second: int, reply_tokens: int, **env: str) -> Iterator[str]:
     """A migrated file-backed database, an admin made with createsuperuser, the simulator and Daphne."""
     database = Path(tmp_path_factory.mktemp("site")) / "db.sqlite3"
     with simulator_process(
@@ -69,6 +69,7 @@ def start_site(tmp_path_factory, *, tokens_per_second: int, reply_tokens: int) -
             CHAT_API_BASE=upstream,
             CHAT_MODEL="demo",
             DJANGO_SUPERUSER_PASSWORD="alice-password-1",
+            **env,
         )
         manage(env, "migrate", "--noinput")
         manage(env, "createsuperuser", "--noinput", "--username", "alice", "--email", "alice@example.com")
