@@ -7,7 +7,8 @@ database-writes figure uses a second worker on a PostgreSQL database the bench c
 The Markdown render figure runs the renderer in this process, before anything starts; the browser
 figures drive the system's Chromium through Playwright. Nothing is downloaded.
 
-Figures (``--only``): render (Markdown rendering cost, in-process), memory, ttft, lag, streams,
+Figures (``--only``): render (Markdown rendering cost, in-process), search (100,000 messages on
+SQLite and PostgreSQL, in child processes), memory, ttft, lag, streams,
 md-bytes and md-streams (Markdown replies through the app), browser, db.
 """
 
@@ -25,12 +26,23 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from bench import browser, direct, markdown_replies, pg, procs, render, scenarios
+from bench import browser, direct, markdown_replies, pg, procs, render, scenarios, search
 from bench.app import App, start_app
 from bench.report import Report, cpu_pct, log, problems_text, verdict
 from bench.stats import kib, ms, pair_ms, percentile, table
 
-FIGURES = ("render", "memory", "ttft", "lag", "streams", "md-bytes", "md-streams", "browser", "db")
+FIGURES = (
+    "render",
+    "search",
+    "memory",
+    "ttft",
+    "lag",
+    "streams",
+    "md-bytes",
+    "md-streams",
+    "browser",
+    "db",
+)
 
 FULL = {
     "steps": "100,250,500,1000,1500",
@@ -44,6 +56,7 @@ FULL = {
     "md_rounds": 3,
     "browser_repeats": 3,
     "browser_long_tokens": 20000,
+    "search_repeats": 30,
 }
 QUICK = {
     "steps": "100,250,500",
@@ -57,6 +70,7 @@ QUICK = {
     "md_rounds": 1,
     "browser_repeats": 1,
     "browser_long_tokens": 20000,
+    "search_repeats": 10,
 }
 
 
@@ -112,6 +126,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--md-tps", type=float, default=200, help="their pace (default 200 tokens/s)")
     add("--md-streams", type=int, default=100, help="live Markdown streams for their CPU per token (100)")
     add("--md-rounds", type=int, help="prose-then-Markdown rounds for that figure (the medians are compared)")
+    add("--search-repeats", type=int, help="runs of each search query (the median and p95 are reported)")
     add("--browser-repeats", type=int, help="runs of each watched reply in Chromium (the median is reported)")
     add("--browser-busy-tokens", type=int, default=2000, help="reply watched for main-thread time (2000)")
     add("--browser-busy-tps", type=float, default=200, help="its pace (default 200 tokens/s)")
@@ -156,7 +171,16 @@ async def measure(args: argparse.Namespace, workdir: Path, report: Report) -> No
     if "render" in args.only:  # first, while nothing else runs
         log(f"Markdown render in-process: {', '.join(map(str, args.render_sizes))} tokens")
         await _guard(report, "Markdown render", _render(args, report))
-    if not args.only - {"render"}:
+    if "search" in args.only:  # also before the app starts: it has the machine to itself
+        log("search over 100,000 messages: SQLite, then PostgreSQL")
+        search.figures(
+            pg_url=args.pg_url,
+            pg_database=f"{args.pg_database}_search",
+            workdir=workdir,
+            repeats=args.search_repeats,
+            report=report,
+        )
+    if not args.only - {"render", "search"}:
         return
     log("starting the simulator")
     simulator, base = procs.start_simulator(workdir)

@@ -9,13 +9,14 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from chat import providers
+from chat import providers, search
 from chat.models import Conversation, Message, Provider
 from chat.storable import storable_json
 from chat.upstream import RESERVED_FIELDS
@@ -253,7 +254,11 @@ class ConversationAdmin(admin.ModelAdmin):
         "latest_status",
     )
     list_filter = ("owner", "provider", "model", ConversationStatusFilter, "updated_at")
-    search_fields = ("title", "messages__content", "owner__username")
+    # Message text is searched through the full-text index (get_search_results), never by LIKE.
+    search_fields = ("title", "owner__username")
+    search_help_text = (
+        "Titles and owners by substring; message text by whole words (the last may be a prefix)."
+    )
     list_select_related = ("owner", "provider")
     readonly_fields = ("id", "owner", "title_source", "transcript", "created_at", "updated_at")
     # Provider, model and options apply to the next reply; what was already said stays read-only.
@@ -274,6 +279,19 @@ class ConversationAdmin(admin.ModelAdmin):
     date_hierarchy = "updated_at"
     inlines = [MessageInline]
     show_full_result_count = False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
+    ) -> tuple[QuerySet[Conversation], bool]:
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        text = search.matching_messages_sql(search_term)
+        if text is not None:
+            sql, params = text
+            in_messages = queryset.filter(
+                pk__in=RawSQL(f"SELECT conversation_id FROM chat_message WHERE id IN ({sql})", params)
+            )
+            found = found | in_messages
+        return found, duplicates
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         latest_reply = Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.ASSISTANT)
@@ -329,7 +347,25 @@ class MessageAdmin(admin.ModelAdmin):
         "created_at",
     )
     list_filter = ("role", "status", "provider", "model", "conversation__owner")
-    search_fields = ("content", "conversation__title", "request_id")
+    # Text through the full-text index, request ids exactly (get_search_results), never by LIKE.
+    search_fields = ()
+    search_help_text = "Message text by whole words (the last may be a prefix), or a request id."
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        return ("content",)  # shows the search box; the search itself is get_search_results
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Message], search_term: str
+    ) -> tuple[QuerySet[Message], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        found = queryset.filter(request_id=term)
+        text = search.matching_messages_sql(term)
+        if text is not None:
+            found = found | queryset.filter(pk__in=RawSQL(*text))
+        return found, False
+
     list_select_related = ("conversation", "provider")
     readonly_fields = [field.name for field in Message._meta.fields]
     show_full_result_count = False

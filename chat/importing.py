@@ -23,7 +23,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from chat import importers, markdown
+from chat import importers, markdown, search
 from chat.importers import ImportedConversation
 from chat.models import Conversation, Message
 from chat.services import title_from
@@ -88,6 +88,8 @@ def store(*, user: AbstractBaseUser, imported: ImportedConversation) -> int:
         created_at=imported.created_at or _earliest(rows) or now,
         updated_at=imported.updated_at or _latest(rows) or now,
     )
+    search.index_messages(row.pk for row in rows if row.status != Message.Status.STREAMING)
+    search.index_title([conversation.pk])
     return len(rows)
 
 

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat import markdown, selectors
+from chat import markdown, search, selectors
 from chat.models import Conversation, Message
 from chat.storable import storable
 
@@ -100,6 +100,7 @@ def conversation_start(
         conversation = Conversation.objects.create(
             owner=user, title=title_from(text), model=model, provider_id=provider_id
         )
+        search.index_title([conversation.pk])
         return _add_turn(
             conversation,
             parent_id=None,
@@ -338,6 +339,7 @@ def _add_turn(
         conversation, parent_id=user_message.pk, model=model, provider_id=provider_id, worker=worker
     )
     version = _move_leaf(conversation, reply, title=text)
+    search.index_messages([user_message.pk])
     return PostedTurn(user_message=user_message, reply=reply, created=True, version=version)
 
 
@@ -369,6 +371,8 @@ def _move_leaf(conversation: Conversation, reply: Message, *, title: str = "") -
     if not conversation.title and title:
         fields["title"] = title_from(title)
     Conversation.objects.filter(pk=conversation.pk).update(**fields)
+    if "title" in fields:
+        search.index_title([conversation.pk])
     return conversation.version
 
 
@@ -484,6 +488,7 @@ def reply_finish(*, reply_id: int, ending: ReplyEnding, only_if_expired: bool = 
         )
         if not updated:
             return None
+        search.index_messages([reply_id])
         version = conversation.version + 1
         Conversation.objects.filter(pk=conversation_id).update(updated_at=now, version=version)
         reply = Message.objects.get(pk=reply_id)
@@ -530,6 +535,7 @@ def conversation_rename(*, conversation: Conversation, title: object) -> Convers
     Conversation.objects.filter(pk=conversation.pk).update(
         title=conversation.title, title_source=conversation.title_source
     )
+    search.index_title([conversation.pk])
     return conversation
 
 

@@ -18,6 +18,7 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/rename/", views.conversation_rename, name="conversation_rename"),
     path("c/<uuid:conversation_id>/delete/", views.conversation_delete, name="conversation_delete"),
     path("conversations/", views.conversation_page, name="conversation_page"),
+    path("search/", views.search_conversations, name="search"),
     path("export/", views.export_all, name="export_all"),
     path("import/", views.import_conversations, name="import"),
     path("setup/", views.first_run, name="first_run"),

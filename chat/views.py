@@ -15,7 +15,18 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chat import events, exporting, importing, providers, rendering, selectors, services, sidebar, turns
+from chat import (
+    events,
+    exporting,
+    importing,
+    providers,
+    rendering,
+    search,
+    selectors,
+    services,
+    sidebar,
+    turns,
+)
 from chat.forms import ConversationSettingsForm, FirstAdminForm, ImportForm
 from chat.importers import ImportFormatError
 from chat.models import Conversation, Message
@@ -194,6 +205,21 @@ async def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) 
     if request.headers.get("HX-Request"):
         return HttpResponse(status=204, headers={"HX-Redirect": home})
     return HttpResponseRedirect(home, status=303)
+
+
+@login_required
+@require_GET
+def search_conversations(request: HttpRequest) -> HttpResponse:
+    """Matches in the user's own conversations: the sidebar's live results, or a page without JavaScript."""
+    query = " ".join(request.GET.get("q", "").split())[:200]
+    hits = search.search(user=request.user, query=query)
+    context = {"query": query, "hits": hits}
+    if request.headers.get("HX-Request"):
+        if not query:
+            return HttpResponse("")  # the sidebar's list comes back
+        return render(request, "chat/_search_results.html", context)
+    context["sidebar"] = sidebar.page(user=request.user)
+    return render(request, "chat/search.html", context)
 
 
 @login_required

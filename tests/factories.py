@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chat import search
 from chat.models import Conversation, Message
 
 
@@ -19,4 +20,6 @@ def stored_turn(conversation: Conversation, question: str, answer: str, **reply_
     )
     conversation.current_leaf = reply
     conversation.save(update_fields=["current_leaf"])
+    ended = [] if reply.status == Message.Status.STREAMING else [reply.pk]
+    search.index_messages([user_message.pk, *ended])  # as storing and ending a reply do
     return reply

@@ -91,7 +91,7 @@ def test_sidebar_lists_conversations_newest_first(client: Client, alice, upstrea
     Conversation.objects.create(owner=alice, title="newer", model="demo")
     client.force_login(alice)
     page = client.get("/").content.decode()
-    assert page.index("newer") < page.index("older")
+    assert page.index(">newer<") < page.index(">older<")
 
 
 def test_finished_conversation_reloads_as_stored_and_escaped(

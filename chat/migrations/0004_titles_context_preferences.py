@@ -6,37 +6,71 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0003_rendered_html'),
+        ("chat", "0003_rendered_html"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='conversation',
-            name='title_source',
-            field=models.CharField(choices=[('question', 'First words of the question'), ('requested', 'Asked of the model'), ('model', 'Written by the model'), ('user', 'Renamed by the user'), ('imported', 'Imported')], default='question', editable=False, max_length=16),
+            model_name="conversation",
+            name="title_source",
+            field=models.CharField(
+                choices=[
+                    ("question", "First words of the question"),
+                    ("requested", "Asked of the model"),
+                    ("model", "Written by the model"),
+                    ("user", "Renamed by the user"),
+                    ("imported", "Imported"),
+                ],
+                default="question",
+                editable=False,
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='message',
-            name='omitted_messages',
+            model_name="message",
+            name="omitted_messages",
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='provider',
-            name='context_length',
-            field=models.PositiveIntegerField(blank=True, help_text="Used when the server's /models does not report a model's context length. Empty: the site's CHAT_CONTEXT_LENGTH.", null=True, verbose_name='Context window (tokens)'),
+            model_name="provider",
+            name="context_length",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Used when the server's /models does not report a model's context length. Empty: the site's CHAT_CONTEXT_LENGTH.",
+                null=True,
+                verbose_name="Context window (tokens)",
+            ),
         ),
         migrations.CreateModel(
-            name='Preferences',
+            name="Preferences",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('theme', models.CharField(choices=[('system', 'Follow the system'), ('light', 'Light'), ('dark', 'Dark')], default='system', max_length=8)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='preferences', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "theme",
+                    models.CharField(
+                        choices=[("system", "Follow the system"), ("light", "Light"), ("dark", "Dark")],
+                        default="system",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="preferences",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'preferences',
+                "verbose_name_plural": "preferences",
             },
         ),
     ]
