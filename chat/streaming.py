@@ -493,6 +493,7 @@ async def _shut_down(signum: int, frame: Any) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(10):
             await wait_all()
+    await titles.cancel_all()  # a title still on its way is given up: the first words stay
     await close_clients()  # the pooled upstream connections, now that no reply uses them
     previous = _previous_sigterm
     if callable(previous):

@@ -10,17 +10,20 @@ so it can neither delay nor change it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import re
+import uuid
+from collections.abc import Awaitable, Callable
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import events, providers
+from chat import events, providers, search
 from chat.models import Conversation, Message
 from chat.storable import storable
-from chat.upstream import ChatRequest, complete_chat
+from chat.upstream import ChatRequest, Endpoint, complete_chat
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +38,16 @@ INSTRUCTION = (
 )
 
 # Quotes and dashes a model may wrap a title in or end it with (written as escapes: they look alike).
-QUOTES = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb"
+QUOTES = "\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb"
 DASHES = "-\u2013\u2014"
+
+_REASONING = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|\Z)", re.DOTALL | re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_LEADING_MARKUP = re.compile(r"^(?:#+\s*|>\s*|[-*+]\s+|\d+[.)]\s+)+")
+_LABEL = re.compile(r"^\W*(?:conversation\s+|suggested\s+)?title\W*?[:\-\u2013\u2014]\s*", re.IGNORECASE)
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+# Emphasis marks at a word's edge (``*Python* lists``), not inside one (``snake_case``).
+_EMPHASIS = re.compile(r"(?<!\w)[*_~]+|[*_~]+(?!\w)")
 
 _pending: set[asyncio.Task[None]] = set()
 
@@ -44,15 +55,23 @@ _pending: set[asyncio.Task[None]] = set()
 def clean_title(text: str) -> str:
     """The title in a model's answer: no reasoning, quotes, label, Markdown or trailing stop.
 
-    At most ``MAX_WORDS`` words; empty when nothing usable is left.
+    The first line with words left, at most ``MAX_WORDS`` of them, within the field's length;
+    empty when nothing usable is left (the question's first words then stay).
     """
-    text = re.sub(r"<think>.*?(</think>|$)", " ", storable(text), flags=re.DOTALL | re.IGNORECASE)
-    lines = [line for line in (raw.strip() for raw in text.splitlines()) if line]
-    line = lines[0] if lines else ""
-    line = re.sub(r"^(?:#+\s*|\*+|_+)", "", line)
-    line = re.sub(r"^(?:conversation\s+)?title\s*[:\-\u2013\u2014]\s*", "", line, flags=re.IGNORECASE)
-    line = line.replace("**", "").replace("__", "").replace("`", "")
-    line = line.strip().strip(QUOTES + "*_ ").strip()
+    text = _REASONING.sub("\n", storable(text))
+    for raw in text.splitlines():
+        if title := _clean_line(raw):
+            return title
+    return ""
+
+
+def _clean_line(line: str) -> str:
+    line = _CONTROL.sub(" ", line).strip()
+    line = _LEADING_MARKUP.sub("", line)
+    line = _LINK.sub(r"\1", line)
+    line = _EMPHASIS.sub("", line.replace("`", ""))
+    line = _LABEL.sub("", line)
+    line = line.strip().strip(QUOTES + " ").strip()
     words = line.split()[:MAX_WORDS]
     title = " ".join(words).rstrip(".!?,;:\u2026 " + DASHES).strip(QUOTES + " ")
     limit = Conversation._meta.get_field("title").max_length
@@ -60,11 +79,16 @@ def clean_title(text: str) -> str:
 
 
 def maybe_start(reply: Message) -> None:
-    """After a reply ends: ask for the conversation's title if it still has none from the model."""
+    """After a reply ends: ask for the conversation's title if it still has none from the model.
+
+    Never raises and never waits: the request runs as a task of its own, kept in ``_pending``.
+    """
     if not settings.CHAT_MODEL_TITLES or reply.status != Message.Status.COMPLETE or not reply.content.strip():
         return
     task = asyncio.get_running_loop().create_task(
-        _title(reply.pk), name=f"title-{reply.conversation_id}", context=contextvars.Context()
+        _title(reply.pk, reply.conversation_id),
+        name=f"title-{reply.conversation_id}",
+        context=contextvars.Context(),  # it outlives whoever ended the reply
     )
     _pending.add(task)
     task.add_done_callback(_pending.discard)
@@ -76,12 +100,27 @@ async def wait_all() -> None:
         await asyncio.wait(list(_pending))
 
 
-async def _title(reply_id: int) -> None:
+async def cancel_all() -> None:
+    """Give up the title requests under way (shutdown): those conversations keep their first words."""
+    tasks = list(_pending)
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _in_worker_thread[**P, T](func: Callable[P, T]) -> Callable[P, Awaitable[T]]:
+    # Off the one thread that page requests share, as replies' own writes are.
+    return database_sync_to_async(func, thread_sensitive=False)
+
+
+async def _title(reply_id: int, conversation_id: uuid.UUID) -> None:
     try:
-        claimed = await database_sync_to_async(_claim)(reply_id)
+        claimed = await _in_worker_thread(_claim)(reply_id, conversation_id)
         if claimed is None:
             return
-        conversation_id, endpoint, request = claimed
+        endpoint, request = claimed
         answer = await complete_chat(endpoint, request, seconds=settings.CHAT_TITLE_TIMEOUT)
         title = clean_title(answer)
         if not title:
@@ -89,24 +128,22 @@ async def _title(reply_id: int) -> None:
                 "Conversation %s: the model's title was empty; keeping its first words", conversation_id
             )
             return
-        if await database_sync_to_async(_store)(conversation_id, title):
+        if await _in_worker_thread(_store)(conversation_id, title):
             await events.publish_title(conversation_id)
     except Exception as exc:  # a title is a nicety: the first words stay
-        logger.info("Reply %s: no title from the model (%s)", reply_id, exc)
+        logger.info("Conversation %s: no title from the model (%s)", conversation_id, exc)
 
 
-def _claim(reply_id: int) -> tuple[object, object, ChatRequest] | None:
+def _claim(reply_id: int, conversation_id: uuid.UUID) -> tuple[Endpoint, ChatRequest] | None:
     """Claim the conversation's one title request; None when it was made, renamed or imported."""
-    reply = Message.objects.select_related("conversation", "parent").get(pk=reply_id)
-    conversation = reply.conversation
-    claimed = Conversation.objects.filter(
-        pk=conversation.pk, title_source=Conversation.TitleSource.QUESTION
-    ).update(title_source=Conversation.TitleSource.REQUESTED)
-    if not claimed:
+    waiting = Conversation.objects.filter(pk=conversation_id, title_source=Conversation.TitleSource.QUESTION)
+    # Every later reply ends here: one read, no write.
+    if not waiting.exists() or not waiting.update(title_source=Conversation.TitleSource.REQUESTED):
         return None
+    reply = Message.objects.select_related("conversation", "parent").get(pk=reply_id)
     question = reply.parent.content if reply.parent is not None else ""
     request = ChatRequest(
-        model=reply.model or conversation.model,
+        model=reply.model or reply.conversation.model,
         messages=[
             {"role": "system", "content": INSTRUCTION},
             {
@@ -117,12 +154,14 @@ def _claim(reply_id: int) -> tuple[object, object, ChatRequest] | None:
         temperature=0.2,
         max_tokens=TITLE_MAX_TOKENS,
     )
-    return conversation.pk, providers.endpoint_for(reply.provider_id), request
+    return providers.endpoint_for(reply.provider_id), request
 
 
-def _store(conversation_id: object, title: str) -> bool:
+def _store(conversation_id: uuid.UUID, title: str) -> bool:
     """Store the model's title unless the user renamed the conversation meanwhile."""
     stored = Conversation.objects.filter(
         pk=conversation_id, title_source=Conversation.TitleSource.REQUESTED
     ).update(title=title, title_source=Conversation.TitleSource.MODEL)
+    if stored:
+        search.index_title([conversation_id])
     return bool(stored)

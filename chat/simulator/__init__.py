@@ -38,8 +38,11 @@ reply is a Markdown passage with headings, lists, code and a table; ``hostile``:
 that try to run script or reach outside the reply; either repeated to ``tokens``),
 ``tokens``, ``tps``, ``retry_after`` (the ``Retry-After`` value on 429 and 503 answers, default
 ``7`` on 429) and ``retry_after_ms`` (a ``retry-after-ms`` header, which then replaces the
-default ``Retry-After``). A request's ``max_tokens`` cuts the reply there with
-``finish_reason: "length"``, as a real server does.
+default ``Retry-After``). Whole (non-streaming) answers also take ``answer`` (their text, instead
+of the reply's) and ``answer_fault`` (their faults, instead of ``fault``), so a side request such
+as a title can be given its own text, delay or failure while the replies stream as usual. A
+request's ``max_tokens`` cuts the reply there with ``finish_reason: "length"``, as a real server
+does.
 """
 
 from __future__ import annotations

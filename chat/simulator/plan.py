@@ -160,6 +160,7 @@ class _Plan:
     comments: bool = False
     slow_first_ms: int = 0
     slow_headers_ms: int = 0
+    answer: str | None = None  # the ``answer`` option: the text of a whole (non-streaming) answer
 
     def early_end(self) -> tuple[int, str] | None:
         """(content tokens to send, how it ends) when a fault ends the stream early.
@@ -325,8 +326,12 @@ def _as_header_value(key: str, value: Any) -> str:
     return text.strip()
 
 
-def _plan_for(config: SimulatorConfig, model: str, overrides: Any) -> _Plan:
-    """Server config, then options after ``?`` in the model name, then the body's ``simulator`` object."""
+def _plan_for(config: SimulatorConfig, model: str, overrides: Any, *, streaming: bool = True) -> _Plan:
+    """Server config, then options after ``?`` in the model name, then the body's ``simulator`` object.
+
+    A whole (non-streaming) answer also takes ``answer`` and ``answer_fault``, so that one model
+    name can give a side request (a title) its own text and faults, apart from the replies.
+    """
     options: dict[str, Any] = {}
     _, _, query = model.partition("?")
     for pair in query.split("&"):
@@ -353,7 +358,13 @@ def _plan_for(config: SimulatorConfig, model: str, overrides: Any) -> _Plan:
             raise _HttpError(400, "Simulator option 'style' must be 'prose', 'markdown' or 'hostile'.")
         plan.style = options["style"]
     fault = options.get("fault", config.fault)
+    if not streaming and "answer_fault" in options:
+        fault = options["answer_fault"]
     if not isinstance(fault, str):
         raise _HttpError(400, "Simulator option 'fault' must be a string.")
     _apply_faults(plan, fault)
+    if not streaming and "answer" in options:
+        if not isinstance(options["answer"], str):
+            raise _HttpError(400, "Simulator option 'answer' must be a string.")
+        plan.answer = options["answer"]
     return plan

@@ -218,7 +218,7 @@ class Simulator:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
             raise _HttpError(400, "'messages' must be a non-empty array of message objects.")
-        plan = _plan_for(self.config, model, body.get("simulator"))
+        plan = _plan_for(self.config, model, body.get("simulator"), streaming=bool(body.get("stream")))
         base_model = model.partition("?")[0]
         # A proxy in front of the model fails first, before the headers' delay and the model's own checks.
         flaky_status: int | None = None
@@ -303,7 +303,7 @@ class Simulator:
         if plan.stream_error is not None:
             message = STREAM_ERROR_MESSAGES[plan.stream_error[1]]
             raise _HttpError(500, message, error_type="server_error", code=500)
-        content = "".join(tokens)
+        content = "".join(tokens) if plan.answer is None else plan.answer
         if plan.think is not None:
             content = f"<think>{reasoning_text(plan.think)}</think>\n\n{content}"
         message: dict[str, Any] = {"role": "assistant", "content": content}
