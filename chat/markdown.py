@@ -111,14 +111,23 @@ LIGHT_STYLE, DARK_STYLE = "default", "github-dark"
 
 
 def code_styles() -> str:
-    """The colours of highlighted code: a light style, and a dark one under ``prefers-color-scheme``.
+    """The colours of highlighted code: a light style, and a dark one for the dark theme.
 
+    The dark theme is the user's choice (``<html data-theme="dark">``) or, when they chose none, the
+    system's (``prefers-color-scheme``), so the dark rules come twice: once under the media query,
+    unless the user chose light, and once for the chosen dark theme.
     ``static/chat/markdown.css`` holds this text between its markers (a test keeps them equal).
     """
-    light = HtmlFormatter(style=LIGHT_STYLE).get_style_defs(".highlight")
-    dark = HtmlFormatter(style=DARK_STYLE).get_style_defs(".highlight")
-    dark = "\n".join(f"  {line}" for line in dark.splitlines())
-    return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
+
+    def rules(style: str, scope: str) -> list[str]:
+        formatter = HtmlFormatter(style=style)
+        return [*formatter.get_background_style_defs(scope), *formatter.get_token_style_defs(scope)]
+
+    light = rules(LIGHT_STYLE, ".highlight")
+    system_dark = rules(DARK_STYLE, ':root:not([data-theme="light"]) .highlight')
+    chosen_dark = rules(DARK_STYLE, ':root[data-theme="dark"] .highlight')
+    indented = "\n".join(f"  {line}" for line in system_dark)
+    return "\n".join([*light, "@media (prefers-color-scheme: dark) {", indented, "}", *chosen_dark]) + "\n"
 
 
 # --- The parser and its renderer ---------------------------------------------------------------------

@@ -22,4 +22,5 @@ urlpatterns = [
     path("export/", views.export_all, name="export_all"),
     path("import/", views.import_conversations, name="import"),
     path("setup/", views.first_run, name="first_run"),
+    path("preferences/theme/", views.preferences_theme, name="preferences_theme"),
 ]

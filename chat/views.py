@@ -13,12 +13,14 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat import (
     events,
     exporting,
     importing,
+    preferences,
     providers,
     rendering,
     search,
@@ -295,7 +297,7 @@ def first_run(request: HttpRequest) -> HttpResponse:
     form = FirstAdminForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
         return redirect("chat:home")
     return render(request, "chat/setup.html", {"form": form})
 
@@ -305,3 +307,21 @@ def login_or_first_run(request: HttpRequest) -> HttpResponse:
     if not get_user_model().objects.exists():
         return redirect("chat:first_run")
     return auth_views.LoginView.as_view(redirect_authenticated_user=True)(request)
+
+
+@login_required
+@require_POST
+def preferences_theme(request: HttpRequest) -> HttpResponse:
+    """Remember the page's theme (the Theme button): 204 for htmx, else back to the page it came from."""
+    theme = request.POST.get("theme", "")
+    if theme not in preferences.THEMES:
+        return HttpResponse("Unknown theme.", status=400, content_type="text/plain; charset=utf-8")
+    preferences.theme_set(user=request.user, theme=theme)
+    if request.headers.get("HX-Request"):
+        return HttpResponse(status=204)
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = reverse("chat:home")
+    return HttpResponseRedirect(back, status=303)

@@ -149,4 +149,8 @@ def test_the_code_colours_in_the_stylesheet_are_the_ones_pygments_makes():
     css = (Path(__file__).parent.parent / "static" / "chat" / "markdown.css").read_text()
     generated = css.split("/* code-styles: start */\n", 1)[1].split("/* code-styles: end */", 1)[0]
     assert generated == markdown.code_styles()
-    assert "@media (prefers-color-scheme: dark)" in generated
+    # Dark code follows the system unless the user chose light, and follows a chosen dark theme.
+    system_dark = generated.split("@media (prefers-color-scheme: dark) {\n", 1)[1].split("\n}\n", 1)[0]
+    assert '  :root:not([data-theme="light"]) .highlight .k { color: #FF7B72 }' in system_dark
+    assert ':root[data-theme="dark"] .highlight .k { color: #FF7B72 }' in generated
+    assert "\npre {" not in generated  # nothing outside code blocks

@@ -41,12 +41,35 @@
   window.addEventListener("popstate", function () { location.reload(); });
 
   // A reply's ending arrives as its new footer; the footer carries the status for the message.
+  // The streamed text is announced by nothing (the log is not live and the reply is busy while it
+  // streams); its ending is announced once, politely, through #reply-status.
   function applyEndings() {
     document.querySelectorAll("[data-ending]").forEach(function (footer) {
       var article = footer.closest("article[data-role]");
-      if (article) article.dataset.status = footer.dataset.ending;
+      if (article) {
+        article.dataset.status = footer.dataset.ending;
+        article.removeAttribute("aria-busy");
+      }
+      announceEnding(footer);
       footer.removeAttribute("data-ending");
     });
+  }
+
+  function announceEnding(footer) {
+    var status = document.getElementById("reply-status");
+    if (!status) return;
+    var detail = footer.querySelector(".message-error, .finish-notice");
+    var reason = detail ? detail.textContent.trim() : "";
+    var text = {
+      complete: "Reply finished." + (reason ? " " + reason : ""),
+      stopped: "Reply stopped.",
+      error: "Reply failed: " + (reason || "unknown error"),
+      interrupted: "Reply interrupted.",
+    }[footer.dataset.ending];
+    if (!text) return;
+    // Emptied first, so that the same words as last time are announced again.
+    status.textContent = "";
+    setTimeout(function () { status.textContent = text; }, 50);
   }
 
   function stopForm() { return document.getElementById("stop-form"); }

@@ -14,7 +14,7 @@
     input.value = title.textContent.trim();
     byId("rename-error").textContent = "";
     form.hidden = false;
-    title.hidden = true;
+    title.classList.add("visually-hidden"); // still the page's heading for screen readers
     byId("rename-button").setAttribute("aria-expanded", "true");
     input.focus();
     input.select();
@@ -24,7 +24,7 @@
     var form = byId("rename-form");
     if (!form || form.hidden) return;
     form.hidden = true;
-    byId("conversation-title").hidden = false;
+    byId("conversation-title").classList.remove("visually-hidden");
     var button = byId("rename-button");
     button.setAttribute("aria-expanded", "false");
     if (focusButton) button.focus();
