@@ -58,7 +58,12 @@ def _owner_token(user_id: int) -> str:
 
 
 def index_messages(message_ids: Iterable[int]) -> None:
-    """(Re)index these messages' text as stored now (user messages, ended replies, imports)."""
+    """Index these messages' text as stored now: new user messages, ended replies, imports.
+
+    Each message is indexed once, when its text is final (a reply's never changes after its
+    ending), so this only adds entries (one statement per 500 messages); one already indexed is
+    left as it is.
+    """
     ids = list(message_ids)
     if not ids:
         return
@@ -74,12 +79,12 @@ def index_messages(message_ids: Iterable[int]) -> None:
                     chunk,
                 )
             else:
-                cursor.execute(f"DELETE FROM chat_message_fts WHERE rowid IN ({marks})", chunk)
                 cursor.execute(
                     "INSERT INTO chat_message_fts (rowid, owner, body) "
                     "SELECT m.id, 'u' || c.owner_id, m.content FROM chat_message AS m "
-                    f"JOIN chat_conversation AS c ON c.id = m.conversation_id WHERE m.id IN ({marks})",
-                    chunk,
+                    f"JOIN chat_conversation AS c ON c.id = m.conversation_id WHERE m.id IN ({marks}) "
+                    f"AND m.id NOT IN (SELECT rowid FROM chat_message_fts WHERE rowid IN ({marks}))",
+                    chunk + chunk,
                 )
 
 

@@ -164,3 +164,10 @@ def test_imports_are_indexed(client, alice, tmp_path):
         client.post("/import/", {"file": file})
     assert found(alice, "kangaroo") == [("Imported chat", "user")]
     assert found(alice, "imported") == [("Imported chat", "title")]
+
+
+def test_indexing_a_message_twice_changes_nothing(alice, library):
+    message = Message.objects.get(content="Why are there tides?")
+    search.index_messages([message.pk, message.pk])
+    search.index_messages([message.pk])
+    assert [hit.message_id for hit in search.search(user=alice, query="why")] == [message.pk]
