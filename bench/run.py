@@ -8,7 +8,9 @@ The Markdown render figure runs the renderer in this process, before anything st
 figures drive the system's Chromium through Playwright. Nothing is downloaded.
 
 Figures (``--only``): render (Markdown rendering cost, in-process), search (100,000 messages on
-SQLite and PostgreSQL, in child processes), memory, ttft, lag, streams,
+SQLite and PostgreSQL, in child processes), long (1,000 messages against 2: open and send, a worker
+of its own), import (a 100 MB export file: time, write lock, peak memory, in child processes),
+memory, ttft, lag, streams,
 md-bytes and md-streams (Markdown replies through the app), browser, db.
 """
 
@@ -26,7 +28,18 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from bench import browser, direct, markdown_replies, pg, procs, render, scenarios, search
+from bench import (
+    browser,
+    direct,
+    imports,
+    long_conversations,
+    markdown_replies,
+    pg,
+    procs,
+    render,
+    scenarios,
+    search,
+)
 from bench.app import App, start_app
 from bench.report import Report, cpu_pct, log, problems_text, verdict
 from bench.stats import kib, ms, pair_ms, percentile, table
@@ -34,6 +47,8 @@ from bench.stats import kib, ms, pair_ms, percentile, table
 FIGURES = (
     "render",
     "search",
+    "long",
+    "import",
     "memory",
     "ttft",
     "lag",
@@ -127,6 +142,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--md-streams", type=int, default=100, help="live Markdown streams for their CPU per token (100)")
     add("--md-rounds", type=int, help="prose-then-Markdown rounds for that figure (the medians are compared)")
     add("--search-repeats", type=int, help="runs of each search query (the median and p95 are reported)")
+    add("--long-repeats", type=int, default=9, help="runs of each long-conversation figure (the median)")
     add("--browser-repeats", type=int, help="runs of each watched reply in Chromium (the median is reported)")
     add("--browser-busy-tokens", type=int, default=2000, help="reply watched for main-thread time (2000)")
     add("--browser-busy-tps", type=float, default=200, help="its pace (default 200 tokens/s)")
@@ -180,7 +196,15 @@ async def measure(args: argparse.Namespace, workdir: Path, report: Report) -> No
             repeats=args.search_repeats,
             report=report,
         )
-    if not args.only - {"render", "search"}:
+    if "long" in args.only:  # a worker and a simulator of its own, before the main ones start
+        await _guard(report, "Long conversations", long_conversations.figures(args, workdir, report))
+    if "import" in args.only:  # child processes of its own, before the app starts
+        log("import: a large export file, then a tiny one, each in a child process")
+        try:
+            imports.figures(quick=args.quick, workdir=workdir, report=report)
+        except Exception as exc:
+            report.failed("Import of a large file", exc)
+    if not args.only - {"render", "search", "long", "import"}:
         return
     log("starting the simulator")
     simulator, base = procs.start_simulator(workdir)

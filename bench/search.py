@@ -5,7 +5,8 @@ Each database gets a fresh copy of the schema (``migrate``), then one user's 100
 about 60 words each, drawn from a 5,000-word vocabulary with Zipf's law, as natural text is. The
 full-text index is written the way imports write it (``search.index_messages`` in bulk). Then
 ``search.search`` (the index query, reading the hits and making their snippets) answers four kinds
-of query many times: the most common word, a rare word, two words, and a prefix.
+of query many times: the most common word, a rare word, two words, a prefix, and a word
+nobody wrote.
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ def worker(repeats: int) -> None:
         "rare word": rare,
         "two words": f"{vocabulary[3]} {vocabulary[40]}",
         "prefix": vocabulary[10][:3],
+        "no match": "qqqzzz",  # a typo: nothing matches, the worst case for a newest-first search
     }
     queries: dict[str, list[float]] = {}
     hits: dict[str, int] = {}

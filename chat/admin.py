@@ -61,6 +61,7 @@ class ProviderForm(forms.ModelForm):
             "enabled",
             "all_models",
             "model_ids",
+            "context_length",
             "extra_fields",
             "stream_usage",
         )
@@ -119,7 +120,7 @@ class ProviderAdmin(admin.ModelAdmin):
     actions = ["check_model_list"]
     fieldsets = (
         (None, {"fields": ("name", "base_url", "api_key", "remove_api_key", "enabled")}),
-        ("Models", {"fields": ("all_models", "model_ids")}),
+        ("Models", {"fields": ("all_models", "model_ids", "context_length")}),
         ("Requests", {"fields": ("extra_fields", "stream_usage")}),
     )
 
@@ -292,6 +293,13 @@ class ConversationAdmin(admin.ModelAdmin):
             )
             found = found | in_messages
         return found, duplicates
+
+    def save_model(
+        self, request: HttpRequest, obj: Conversation, form: forms.ModelForm, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        if "title" in form.changed_data:  # a title edited here is searched like any other
+            search.index_title([obj.pk])
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         latest_reply = Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.ASSISTANT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django import forms
@@ -9,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import BaseUserCreationForm
 
 from chat import selectors
+from chat.import_progress import is_token
 from chat.models import Conversation
 
 
@@ -68,3 +70,12 @@ class ImportForm(forms.Form):
     """An export file of another chat product; ``chat.importers`` says what is wrong with it."""
 
     file = forms.FileField(label="Import conversations")
+    # Names the socket the page hears the import's progress on (``chat.import_progress``).
+    progress = forms.CharField(
+        required=False, widget=forms.HiddenInput, initial=lambda: secrets.token_urlsafe(16)
+    )
+
+    def clean_progress(self) -> str:
+        """A token that cannot name a progress group only means no progress is shown."""
+        token = self.cleaned_data["progress"]
+        return token if is_token(token) else ""

@@ -5,6 +5,13 @@ leaves nothing behind. Each conversation costs a fixed number of queries however
 has (the messages are created together, then linked to their parents), and only one conversation
 is in memory at a time.
 
+A file is read twice. The first pass checks every conversation and writes nothing, so a broken
+file is refused before the database is touched, and the second pass knows how many conversations
+to expect. The second pass writes in one transaction: on SQLite that holds the database's write
+lock (every reply being written waits for it), so the lock is held only while writing a file
+already known to be good, never while reading one that fails at its end. Both passes report their
+progress (bytes read, conversations done) to an optional callback a few times a second.
+
 What this product has no place for is mapped, not lost: system messages at the start become the
 conversation's system prompt; a system message further down is left out and its replies hang from
 its parent. Every text goes through ``storable`` (the rule for text any database takes), and
@@ -14,13 +21,16 @@ renders nothing.
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from chat import importers, markdown, search
@@ -39,14 +49,90 @@ class ImportResult:
     messages: int
 
 
-def import_file(*, user: AbstractBaseUser, file: BinaryIO) -> ImportResult:
-    """Every conversation in ``file`` becomes ``user``'s; an ``ImportFormatError`` imports nothing."""
+CHECKING = "checking"
+WRITING = "writing"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProgress:
+    """How far an import has got: ``phase`` is ``CHECKING`` (no writes yet) or ``WRITING``.
+
+    ``total`` is known once the check has counted the conversations (None while checking).
+    """
+
+    phase: str
+    bytes_read: int
+    size: int
+    conversations: int
+    total: int | None
+
+
+ProgressCallback = Callable[[ImportProgress], None]
+
+
+def import_file(
+    *,
+    user: AbstractBaseUser,
+    file: BinaryIO,
+    progress: ProgressCallback | None = None,
+    every: float = 0.5,
+) -> ImportResult:
+    """Every conversation in ``file`` becomes ``user``'s; an ``ImportFormatError`` imports nothing.
+
+    ``file`` must be seekable (an upload is: Django keeps large ones in a temporary file).
+    ``progress`` is called at the start of each pass and then at most every ``every`` seconds.
+    """
+    size = _size(file)
+    reporter = _Reporter(file, size, progress, every)
+    reporter.report(CHECKING, 0, None, force=True)
+    total = 0
+    for _ in importers.read(file):
+        total += 1
+        reporter.report(CHECKING, total, None)
+    file.seek(0)
     conversations = messages = 0
+    reporter.report(WRITING, 0, total, force=True)
     with transaction.atomic():
         for imported in importers.read(file):
             messages += store(user=user, imported=imported)
             conversations += 1
+            reporter.report(WRITING, conversations, total)
     return ImportResult(conversations=conversations, messages=messages)
+
+
+class _Reporter:
+    """Calls the progress callback at most every ``every`` seconds, with the file's position."""
+
+    def __init__(self, file: BinaryIO, size: int, callback: ProgressCallback | None, every: float) -> None:
+        self._file = file
+        self._size = size
+        self._callback = callback
+        self._every = every
+        self._last = 0.0
+
+    def report(self, phase: str, conversations: int, total: int | None, *, force: bool = False) -> None:
+        if self._callback is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < self._every:
+            return
+        self._last = now
+        position = min(self._file.tell(), self._size)  # the parser reads ahead a little
+        self._callback(ImportProgress(phase, position, self._size, conversations, total))
+
+
+def _size(file: BinaryIO) -> int:
+    """The file's length in bytes, without reading it."""
+    size = getattr(file, "size", None)
+    if isinstance(size, int):
+        return size
+    try:
+        return os.fstat(file.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        position = file.tell()
+        end = file.seek(0, os.SEEK_END)
+        file.seek(position)
+        return end
 
 
 def store(*, user: AbstractBaseUser, imported: ImportedConversation) -> int:
@@ -80,7 +166,7 @@ def store(*, user: AbstractBaseUser, imported: ImportedConversation) -> int:
     for (message, parent), row in zip(kept, rows, strict=True):
         row.parent_id = pk_of[parent] if parent is not None else None
         row.created_at = row.updated_at = message.created_at or imported.created_at or now
-    Message.objects.bulk_update(rows, ["parent", "created_at", "updated_at"])
+    _link(rows)
     current = parent_of.get(imported.current_key) if imported.current_key is not None else None
     Conversation.objects.filter(pk=conversation.pk).update(
         current_leaf_id=pk_of.get(current) if current is not None else _last_leaf(rows),
@@ -91,6 +177,29 @@ def store(*, user: AbstractBaseUser, imported: ImportedConversation) -> int:
     search.index_messages(row.pk for row in rows if row.status != Message.Status.STREAMING)
     search.index_title([conversation.pk])
     return len(rows)
+
+
+def _link(rows: list[Message]) -> None:
+    """Store each new row's parent and times, which only exist once every row has its id.
+
+    One ``executemany`` of a plain UPDATE: ``bulk_update`` builds a CASE expression per field and
+    row, which made it half of an import's time (about 16 ms for a conversation of 9 messages).
+    """
+    meta = Message._meta
+    quote = connection.ops.quote_name
+    fields = [meta.get_field(name) for name in ("parent", "created_at", "updated_at")]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+    params = [
+        [
+            row.parent_id,
+            *(field.get_db_prep_value(getattr(row, field.attname), connection) for field in fields[1:]),
+            row.pk,
+        ]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def _row(conversation: Conversation, message: importers.ImportedMessage) -> Message:

@@ -8,8 +8,10 @@ fresh install chats offline and says so plainly. Admins add more servers as
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple
@@ -18,10 +20,13 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
-from chat.upstream import Endpoint, ModelListError, fetch_model_ids, list_model_ids
+from chat.upstream import Endpoint, ModelListError
+from chat.upstream.listing import fetch_models, list_models
 
 if TYPE_CHECKING:
     from chat.models import Provider
+
+logger = logging.getLogger(__name__)
 
 DEMO_MODEL_LABEL = "Demo (offline simulator)"
 
@@ -101,11 +106,10 @@ def remember_no_stream_usage(endpoint: Endpoint) -> None:
 def model_options() -> list[ModelOption]:
     """The models the picker offers: the server's list (cached), else ``CHAT_MODEL``."""
     endpoint = default_endpoint()
-    cache_key = f"chat:models:{endpoint.base_url}"
+    cache_key = _environment_key(endpoint)
     ids = cache.get(cache_key)
     if ids is None:
-        ids = fetch_model_ids(endpoint)
-        _cache_listing(cache_key, ids)
+        ids = _ask_environment(endpoint)
     if settings.CHAT_MODEL not in ids:
         ids = [settings.CHAT_MODEL, *ids]
     return [ModelOption(id=model_id, label=model_label(model_id, endpoint)) for model_id in ids]
@@ -152,12 +156,12 @@ def _listing_key(provider: Provider) -> str:
     return f"chat:models:provider:{provider.pk}:{provider.updated_at.timestamp():.6f}"
 
 
-def _ask(endpoint: Endpoint) -> tuple[list[str], str]:
-    """The ids the server lists and "", or no ids and the sentence saying why."""
+def _ask(endpoint: Endpoint) -> tuple[dict[str, int | None], str]:
+    """The models the server lists (with context lengths) and "", or none and the sentence saying why."""
     try:
-        return list_model_ids(endpoint, timeout=LIST_TIMEOUT), ""
+        return list_models(endpoint, timeout=LIST_TIMEOUT), ""
     except ModelListError as exc:
-        return [], exc.reason
+        return {}, exc.reason
 
 
 def _ask_all(providers: list[Provider]) -> list[tuple[list[str], str]]:
@@ -166,9 +170,9 @@ def _ask_all(providers: list[Provider]) -> list[tuple[list[str], str]]:
         return []
     with ThreadPoolExecutor(max_workers=min(len(providers), 8)) as pool:
         answers = list(pool.map(_ask, [provider_endpoint(p) for p in providers]))
-    for provider, (ids, _) in zip(providers, answers, strict=True):
-        remember_listing(provider, ids)
-    return answers
+    for provider, (models, _) in zip(providers, answers, strict=True):
+        remember_listing(provider, sorted(models), context_lengths=models)
+    return [(sorted(models), error) for models, error in answers]
 
 
 def check_model_lists(providers: list[Provider]) -> list[tuple[Provider, list[str], str]]:
@@ -176,13 +180,21 @@ def check_model_lists(providers: list[Provider]) -> list[tuple[Provider, list[st
     return [(p, ids, error) for p, (ids, error) in zip(providers, _ask_all(providers), strict=True)]
 
 
-def remember_listing(provider: Provider, ids: list[str]) -> None:
-    _cache_listing(_listing_key(provider), ids)
+def remember_listing(
+    provider: Provider, ids: list[str], *, context_lengths: dict[str, int | None] | None = None
+) -> None:
+    _cache_listing(_listing_key(provider), ids, context_lengths or {})
 
 
-def _cache_listing(key: str, ids: list[str]) -> None:
-    """A server that listed nothing (or failed) is asked again sooner than one that answered."""
-    cache.set(key, ids, settings.CHAT_MODELS_CACHE_SECONDS if ids else FAILED_LIST_SECONDS)
+def _cache_listing(key: str, ids: list[str], context_lengths: dict[str, int | None]) -> None:
+    """A server that listed nothing (or failed) is asked again sooner than one that answered.
+
+    The context lengths it reported are kept beside the ids (under ``key`` + ``:context``), so a
+    reply finds its model's window without asking the server.
+    """
+    seconds = settings.CHAT_MODELS_CACHE_SECONDS if ids else FAILED_LIST_SECONDS
+    reported = {model_id: length for model_id, length in context_lengths.items() if length}
+    cache.set_many({key: ids, f"{key}:context": reported}, seconds)
 
 
 def cached_listing(provider: Provider) -> list[str] | None:
@@ -289,3 +301,71 @@ def parse_choice(value: object, *, default_provider_id: int | None, default_mode
     if not on_offer:
         raise ValidationError(CHOOSE_FROM_LIST)
     return ModelChoice(provider_id, model)
+
+
+# --- Each model's context window, for fitting what goes upstream (chat.context) -------------------
+
+_warming: set[str] = set()  # cache keys of listings being asked for in the background
+_warming_lock = threading.Lock()
+_warmer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="model-list")
+
+
+def _environment_key(endpoint: Endpoint) -> str:
+    return f"chat:models:{endpoint.base_url}"
+
+
+def _ask_environment(endpoint: Endpoint) -> list[str]:
+    """Ask the environment's server for its models and remember them (ids and context lengths)."""
+    models = fetch_models(endpoint)
+    ids = sorted(models)
+    _cache_listing(_environment_key(endpoint), ids, models)
+    return ids
+
+
+def reply_target(provider_id: int | None, model: str) -> tuple[Endpoint, int]:
+    """Where a reply goes and its model's context window in tokens (one read of the provider row).
+
+    Never waits for a server: the window comes from the cached model list (filled whenever the
+    picker is shown or a list is checked). When none is cached, the provider's ``context_length``
+    or ``CHAT_CONTEXT_LENGTH`` serves this reply and the list is asked for in the background, so
+    the next reply gets the reported window and this one is not delayed.
+    """
+    from chat.models import Provider
+
+    provider = Provider.objects.filter(pk=provider_id).first() if provider_id is not None else None
+    if provider is not None:
+        fallback = provider.context_length or settings.CHAT_CONTEXT_LENGTH
+        key = _listing_key(provider)
+        window = _reported_window(key, model, lambda: _ask_all([provider]))
+        return provider_endpoint(provider), window or fallback
+    endpoint = endpoint_for(None)
+    key = _environment_key(endpoint)
+    window = _reported_window(key, model, lambda: _ask_environment(endpoint))
+    return endpoint, window or settings.CHAT_CONTEXT_LENGTH
+
+
+def _reported_window(key: str, model: str, ask: Callable[[], object]) -> int | None:
+    """The cached context length of ``model`` (a simulator's ``demo?options`` is its ``demo``)."""
+    reported = cache.get(f"{key}:context")
+    if reported is None:
+        _warm(key, ask)
+        return None
+    return reported.get(model) or reported.get(model.partition("?")[0])
+
+
+def _warm(key: str, ask: Callable[[], object]) -> None:
+    with _warming_lock:
+        if key in _warming:
+            return
+        _warming.add(key)
+
+    def run() -> None:
+        try:
+            ask()
+        except Exception:
+            logger.exception("Asking for the model list (%s) failed", key)
+        finally:
+            with _warming_lock:
+                _warming.discard(key)
+
+    _warmer.submit(run)

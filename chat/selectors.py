@@ -7,12 +7,15 @@ see is a 404, whether it does not exist or belongs to someone else.
 from __future__ import annotations
 
 import uuid
+from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.db import connections, router
 from django.http import Http404
 
+from chat import context
 from chat.models import Conversation, Message
 from chat.upstream import ChatRequest
 
@@ -143,19 +146,43 @@ def system_prompt(conversation: Conversation) -> str:
     return settings.CHAT_SYSTEM_PROMPT
 
 
-def reply_request(*, reply: Message) -> ChatRequest:
-    """Everything that goes upstream for ``reply``: model, history and the conversation's options."""
+class ReplyRequest(NamedTuple):
+    request: ChatRequest
+    omitted: int  # messages of the branch left out to fit the model's context window
+
+
+def reply_request(*, reply: Message, context_length: int) -> ReplyRequest:
+    """Everything that goes upstream for ``reply``: model, history and the conversation's options.
+
+    The history is cut to fit ``context_length`` tokens (``chat.context.fit``), oldest turns first.
+    """
     conversation = reply.conversation
-    return ChatRequest(
+    fitted = context.fit(
+        reply_history(reply=reply), context_length=context_length, max_tokens=conversation.max_tokens
+    )
+    request = ChatRequest(
         model=reply.model,
-        messages=reply_history(reply=reply),
+        messages=fitted.messages,
         temperature=conversation.temperature,
         max_tokens=conversation.max_tokens,
     )
+    return ReplyRequest(request, fitted.omitted)
+
+
+# The branch above a message, root first, read in one query however long the conversation: the
+# recursive part follows parent links by primary key, and only role and content are selected.
+_HISTORY_SQL = """
+WITH RECURSIVE branch (id, parent_id, depth) AS (
+    SELECT id, parent_id, 0 FROM {table} WHERE id = %s
+    UNION ALL
+    SELECT m.id, m.parent_id, branch.depth + 1 FROM {table} m JOIN branch ON m.id = branch.parent_id
+)
+SELECT m.role, m.content FROM branch JOIN {table} m ON m.id = branch.id ORDER BY branch.depth DESC
+"""
 
 
 def reply_history(*, reply: Message) -> list[dict[str, str]]:
-    """What goes upstream for ``reply``: the system prompt and the branch above it.
+    """What goes upstream for ``reply``: the system prompt and the branch above it (one query).
 
     Empty assistant turns (a reply that failed before its first token) are left
     out; partial text of a stopped or failed reply is kept, as it is on screen.
@@ -163,11 +190,15 @@ def reply_history(*, reply: Message) -> list[dict[str, str]]:
     history: list[dict[str, str]] = []
     if prompt := system_prompt(reply.conversation):
         history.append({"role": "system", "content": prompt})
-    path = _path_to(_tree(reply.conversation), reply.parent_id)
-    earlier = Message.objects.in_bulk(path)
-    for message_id in path:
-        message = earlier[message_id]
-        if message.role == Message.Role.ASSISTANT and not message.content:
-            continue
-        history.append({"role": message.role, "content": message.content})
+    if reply.parent_id is None:
+        return history
+    connection = connections[router.db_for_read(Message)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _HISTORY_SQL.format(table=connection.ops.quote_name(Message._meta.db_table)), [reply.parent_id]
+        )
+        for role, content in cursor.fetchall():
+            if role == Message.Role.ASSISTANT and not content:
+                continue
+            history.append({"role": role, "content": content})
     return history

@@ -387,6 +387,12 @@ def _existing_turn(conversation: Conversation, client_id: uuid.UUID) -> PostedTu
     return PostedTurn(user_message=user_message, reply=reply, created=False, version=version)
 
 
+def reply_omitted(*, reply: Message, omitted: int) -> None:
+    """Record that the reply's request left out its ``omitted`` oldest messages (to fit the model)."""
+    Message.objects.filter(pk=reply.pk).update(omitted_messages=omitted)
+    reply.omitted_messages = omitted
+
+
 def reply_checkpoint(*, reply_id: int, text: str | None, reasoning: str | None = None) -> None:
     """Save the text (and reasoning) so far and renew the reply's lease (``None``: unchanged).
 

@@ -327,7 +327,9 @@ class Generation:
 
 
 def _request(reply_id: int) -> ChatRequest:
-    return selectors.reply_request(reply=Message.objects.select_related("conversation").get(pk=reply_id))
+    reply = Message.objects.select_related("conversation").get(pk=reply_id)
+    _, context_length = providers.reply_target(reply.provider_id, reply.model)
+    return selectors.reply_request(reply=reply, context_length=context_length).request
 
 
 async def record_ending(reply_id: int, ending: services.ReplyEnding, *, request_id: str = "") -> bool:

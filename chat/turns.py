@@ -215,17 +215,17 @@ def _prepare(service: Any, kwargs: dict[str, Any]) -> _Prepared:
     turn = service(**kwargs)
     if not turn.created:
         return _Prepared(turn=turn, frames=[])
+    # The request first: the reply shows how many messages it leaves out from its first frame.
+    endpoint, context_length = providers.reply_target(turn.reply.provider_id, turn.reply.model)
+    request, omitted = selectors.reply_request(reply=turn.reply, context_length=context_length)
+    if omitted:
+        services.reply_omitted(reply=turn.reply, omitted=omitted)
     if turn.forked:
         frames = _branch_frames(turn.reply.conversation_id, turn.version, streaming=True)
     else:
         frames = rendering.messages_appended_frames(m for m in (turn.user_message, turn.reply) if m)
         frames.append(rendering.state_frame(turn.version, streaming=True))
-    return _Prepared(
-        turn=turn,
-        frames=frames,
-        request=selectors.reply_request(reply=turn.reply),
-        endpoint=providers.endpoint_for(turn.reply.provider_id),
-    )
+    return _Prepared(turn=turn, frames=frames, request=request, endpoint=endpoint)
 
 
 async def _store_and_start(service: Any, **kwargs: Any) -> services.PostedTurn:

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from chat import (
     events,
     exporting,
+    import_progress,
     importing,
     preferences,
     providers,
@@ -278,8 +279,11 @@ def import_conversations(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         if form.is_valid():
+            progress = import_progress.publisher(user_id=request.user.pk, token=form.cleaned_data["progress"])
             try:
-                result = importing.import_file(user=request.user, file=form.cleaned_data["file"])
+                result = importing.import_file(
+                    user=request.user, file=form.cleaned_data["file"], progress=progress
+                )
                 form = ImportForm()
             except ImportFormatError as exc:
                 form.add_error("file", str(exc))

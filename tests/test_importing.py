@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from channels.db import database_sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
-from chat import selectors
+from bench.imports import open_webui_record
+from chat import import_progress, importing, selectors
+from chat.importers import ImportFormatError
 from chat.models import Conversation, Message
+from chat.routing import websocket_urlpatterns
 
 SAMPLES = Path(__file__).parent / "importer_samples"
 OPEN_WEBUI = SAMPLES / "open-webui-0.12.4-export.json"
@@ -115,3 +126,102 @@ def test_the_import_page_needs_a_signed_in_user(client: Client, db):
     assert client.get("/import/").status_code == 302
     assert upload(client, OPEN_WEBUI.name, OPEN_WEBUI.read_bytes()).status_code == 302
     assert not Conversation.objects.exists()
+
+
+# Large files: two passes, progress, and the progress socket
+
+
+def generated_export(conversations: int) -> bytes:
+    return json.dumps([open_webui_record(number, repeats=1) for number in range(conversations)]).encode()
+
+
+def test_a_file_broken_at_its_end_is_refused_before_anything_is_written(alice):
+    good = generated_export(20)
+    broken = good[:-30]  # the last conversation is cut short
+    with CaptureQueriesContext(connection) as queries, pytest.raises(ImportFormatError):
+        importing.import_file(user=alice, file=io.BytesIO(broken))
+    assert not [
+        q for q in queries.captured_queries if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE"))
+    ]
+    assert not Conversation.objects.filter(owner=alice).exists()
+
+
+def test_progress_reports_bytes_while_checking_then_conversations_of_the_total_while_writing(alice):
+    export = generated_export(12)
+    reports: list[importing.ImportProgress] = []
+    result = importing.import_file(user=alice, file=io.BytesIO(export), progress=reports.append, every=0)
+    checking = [r for r in reports if r.phase == importing.CHECKING]
+    writing = [r for r in reports if r.phase == importing.WRITING]
+    assert reports.index(writing[0]) == len(checking)  # every check comes before any write
+    assert [r.conversations for r in checking] == list(range(13)) and {r.total for r in checking} == {None}
+    positions = [r.bytes_read for r in checking]
+    assert positions == sorted(positions) and {r.size for r in reports} == {len(export)}
+    assert [(r.conversations, r.total) for r in writing] == [(n, 12) for n in range(13)]
+    assert (result.conversations, result.messages) == (12, 12 * 9)
+
+
+def test_progress_is_reported_at_most_every_interval(alice):
+    reports: list[importing.ImportProgress] = []
+    importing.import_file(
+        user=alice, file=io.BytesIO(generated_export(30)), progress=reports.append, every=3600
+    )
+    assert [(r.phase, r.conversations) for r in reports] == [(importing.CHECKING, 0), (importing.WRITING, 0)]
+
+
+def test_the_form_carries_a_fresh_progress_token_and_ignores_a_bad_one(alice_client, alice):
+    first = alice_client.get("/import/").content.decode()
+    second = alice_client.get("/import/").content.decode()
+    token = re.search(r'name="progress" value="([^"]+)"', first)[1]
+    assert import_progress.is_token(token) and token not in second
+    response = alice_client.post(
+        "/import/",
+        {"file": SimpleUploadedFile("x.json", OPEN_WEBUI.read_bytes()), "progress": "import.<script>"},
+    )
+    assert "Imported 3 conversations" in response.content.decode()
+
+
+def progress_socket(user, token: str) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/import/{token}/")
+    communicator.scope["user"] = user
+    return communicator
+
+
+TOKEN = "k3Y-progress_token1"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_page_hears_its_import_progress_on_its_socket_and_bob_does_not(alice, bob):
+    mine, theirs = progress_socket(alice, TOKEN), progress_socket(bob, TOKEN)
+    assert (await mine.connect())[0] and (await theirs.connect())[0]
+    client = Client()
+    await database_sync_to_async(client.force_login)(alice)
+    export = generated_export(5)
+    response = await database_sync_to_async(client.post)(
+        "/import/", {"file": SimpleUploadedFile("x.json", export), "progress": TOKEN}
+    )
+    assert response.status_code == 200
+    reports = []
+    while not await mine.receive_nothing(timeout=0.2):
+        reports.append(await mine.receive_json_from())
+    assert reports[0] == {
+        "phase": "checking",
+        "bytes_read": 0,
+        "size": len(export),
+        "conversations": 0,
+        "total": None,
+    }
+    assert reports[-1]["phase"] == "writing" and reports[-1]["total"] == 5
+    assert await theirs.receive_nothing(timeout=0.2)  # same token, another user: another group
+    await mine.disconnect()
+    await theirs.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("token", [TOKEN, "short", "x" * 65, "dots.are.not.allowed.here"])
+async def test_the_progress_socket_refuses_strangers_and_tokens_that_cannot_name_a_group(alice, token):
+    anonymous = progress_socket(AnonymousUser(), token)
+    connected, code = await anonymous.connect()
+    assert (connected, code) == (False, import_progress.CLOSE_FORBIDDEN)
+    if token != TOKEN:
+        signed_in = progress_socket(alice, token)
+        assert await signed_in.connect() == (False, import_progress.CLOSE_FORBIDDEN)

@@ -171,3 +171,27 @@ def test_indexing_a_message_twice_changes_nothing(alice, library):
     search.index_messages([message.pk, message.pk])
     search.index_messages([message.pk])
     assert [hit.message_id for hit in search.search(user=alice, query="why")] == [message.pk]
+
+
+def test_a_title_edited_in_the_admin_is_searched(admin_client, alice, library):
+    tides = library[0]
+    total = tides.messages.count()
+    form = {
+        "title": "Lunar notes",
+        "provider": "",
+        "model": tides.model,
+        "system_prompt": "",
+        "temperature": "",
+        "max_tokens": "",
+        "messages-TOTAL_FORMS": str(total),
+        "messages-INITIAL_FORMS": str(total),
+        "messages-MIN_NUM_FORMS": "0",
+        "messages-MAX_NUM_FORMS": "1000",
+    }
+    for n, message in enumerate(tides.messages.order_by("created_at", "id")):
+        form[f"messages-{n}-id"] = str(message.pk)
+        form[f"messages-{n}-conversation"] = str(tides.pk)
+    response = admin_client.post(f"/admin/chat/conversation/{tides.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert found(alice, "lunar") == [("Lunar notes", "title")]
+    assert ("Tides and moons", "title") not in found(alice, "tides")

@@ -120,6 +120,8 @@ class SimulatorConfig:
     api_key: str = ""  # when set, requests need ``Authorization: Bearer <api_key>``
     list_models: bool = True  # False: ``GET /v1/models`` answers 404, to exercise fallbacks
     models: tuple[str, ...] = ("demo",)
+    # Reported on ``GET /v1/models`` as OpenRouter's ``context_length`` and vLLM's ``max_model_len``.
+    context_length: int | None = None
 
 
 @dataclass

@@ -175,6 +175,9 @@ class Simulator:
                     {"id": m, "object": "model", "created": _MODEL_CREATED, "owned_by": "simulator"}
                     for m in self.config.models
                 ]
+                if self.config.context_length:
+                    window = self.config.context_length
+                    data = [dict(m, context_length=window, max_model_len=window) for m in data]
                 await self._send(
                     conn.writer,
                     200,
@@ -205,6 +208,7 @@ class Simulator:
 
     async def _chat(self, conn: _Connection, request: _Request, keep_alive: bool) -> bool:
         self.stats.chat_requests += 1
+        self.stats.last_chat_at = time.perf_counter()
         try:
             body = json.loads(request.body)
         except (UnicodeDecodeError, ValueError):

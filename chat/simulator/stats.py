@@ -22,7 +22,8 @@ class SimulatorStats:
     streams_completed: int = 0
     streams_aborted: int = 0
     rejected_stream_options: int = 0  # 400s from ``reject-stream-options``
-    last_chat_body: dict[str, Any] | None = None
+    last_chat_body: dict[str, Any] | None = None  # (its ``messages``: what a request carried)
+    last_chat_at: float | None = None  # ``time.perf_counter()`` when it had arrived whole
     last_headers: dict[str, str] = field(default_factory=dict)
 
     @property

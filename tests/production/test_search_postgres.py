@@ -36,6 +36,9 @@ result = {
     "bob_pull": len(search.search(user=bob, query="pull")),
     "hostile": len(search.search(user=alice, query="'; & | ! :* ( moon")),
 }
+search._RECENT = 1  # the newest message only: older matches come from the GIN index
+result["older"] = [(h.title, h.role or "title") for h in search.search(user=alice, query="tides")]
+result["older_none"] = len(search.search(user=alice, query="nowhere"))
 with connection.cursor() as cursor:
     cursor.execute("SET enable_seqscan = off")
     cursor.execute("EXPLAIN SELECT id FROM chat_message WHERE search_vector @@ to_tsquery('simple', 'moon')")
@@ -57,5 +60,6 @@ def test_search_on_postgresql_uses_its_index_and_the_write_paths(postgres):
     assert result["oce"] == [["Ocean questions", "title"], ["Ocean questions", "assistant"]]
     assert result["bob_pull"] == 0
     assert result["hostile"] >= 0
+    assert result["older"] == [["Ocean questions", "user"]] and result["older_none"] == 0
     assert "chat_message_search" in result["plan"]
     assert result["after_delete"] == 0

@@ -36,17 +36,27 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-models", action="store_true", help="Answer 404 to GET /v1/models, to test fallbacks."
         )
+        parser.add_argument(
+            "--context-length",
+            type=int,
+            default=None,
+            help="Report this context window (tokens) for every model on GET /v1/models, as "
+            "context_length and max_model_len (default: none reported).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         port = options["port"]
         if not 0 <= port <= 65535:
             raise CommandError("--port must be between 0 and 65535.")
+        if options["context_length"] is not None and options["context_length"] <= 0:
+            raise CommandError("--context-length must be a positive number of tokens.")
         config = SimulatorConfig(
             tokens_per_second=options["tokens_per_second"],
             reply_tokens=options["reply_tokens"],
             fault=options["fault"],
             api_key=options["api_key"],
             list_models=not options["no_models"],
+            context_length=options["context_length"],
         )
         asyncio.run(self._serve(options["host"], port, config))
 
