@@ -14,9 +14,13 @@ from chat import fanout, rendering
 from chat.models import Conversation
 
 
-async def publish_title(conversation_id: uuid.UUID) -> None:
-    """Every page open on the conversation shows its current title (header, sidebar, tab)."""
-    frames = await database_sync_to_async(_title_frames)(conversation_id)
+async def publish_title(conversation_id: uuid.UUID, frames: list[str] | None = None) -> None:
+    """Every page open on the conversation shows its current title (header, sidebar, tab).
+
+    ``frames``: ``rendering.title_frames`` when the caller has them already.
+    """
+    if frames is None:
+        frames = await database_sync_to_async(_title_frames)(conversation_id)
     if frames:
         hub = await fanout.get_hub()
         await hub.publish(conversation_id.hex, {"kind": "meta", "frames": frames})

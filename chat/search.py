@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -68,9 +68,7 @@ def index_messages(message_ids: Iterable[int]) -> None:
     if not ids:
         return
     with connection.cursor() as cursor:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join(["%s"] * len(chunk))
+        for chunk, marks in _chunks(ids):
             if connection.vendor == "postgresql":
                 cursor.execute(
                     "UPDATE chat_message AS m SET search_vector = "
@@ -88,6 +86,13 @@ def index_messages(message_ids: Iterable[int]) -> None:
                 )
 
 
+def _chunks(items: list, size: int = 500) -> Iterator[tuple[list, str]]:
+    """``items`` in statements' worth, each with its ``%s`` placeholders."""
+    for start in range(0, len(items), size):
+        chunk = items[start : start + size]
+        yield chunk, ",".join(["%s"] * len(chunk))
+
+
 def index_title(conversation_ids: Iterable[uuid.UUID]) -> None:
     """(Re)index these conversations' titles (PostgreSQL indexes them by expression: nothing to do)."""
     if connection.vendor == "postgresql":
@@ -96,9 +101,7 @@ def index_title(conversation_ids: Iterable[uuid.UUID]) -> None:
     if not keys:
         return
     with connection.cursor() as cursor:
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join(["%s"] * len(chunk))
+        for chunk, marks in _chunks(keys):
             cursor.execute(f"DELETE FROM chat_title_fts WHERE conversation_id IN ({marks})", chunk)
             cursor.execute(
                 "INSERT INTO chat_title_fts (conversation_id, owner, title) "
@@ -143,10 +146,15 @@ def search(*, user: AbstractBaseUser, query: str, limit: int = 20) -> list[Hit]:
     return hits[:limit]
 
 
-def _fts5_query(user_id: int, words: list[str], column: str) -> str:
+def _fts5_terms(words: list[str]) -> str:
+    """Every word, quoted (no FTS5 syntax gets through), the last also as a prefix."""
     quoted = [f'"{word}"' for word in words]
     quoted[-1] += "*"
-    return f"owner : {_owner_token(user_id)} AND {column} : ({' AND '.join(quoted)})"
+    return " AND ".join(quoted)
+
+
+def _fts5_query(user_id: int, words: list[str], column: str) -> str:
+    return f"owner : {_owner_token(user_id)} AND {column} : ({_fts5_terms(words)})"
 
 
 def _sqlite(user_id: int, words: list[str], limit: int) -> tuple[list[uuid.UUID], list[int]]:
@@ -225,11 +233,9 @@ def matching_messages_sql(query: str) -> tuple[str, list[str]] | None:
         return "SELECT id FROM chat_message WHERE search_vector @@ to_tsquery('simple', %s)", [
             _tsquery(words)
         ]
-    quoted = [f'"{word}"' for word in words]
-    quoted[-1] += "*"
     return (
         "SELECT rowid FROM chat_message_fts WHERE chat_message_fts MATCH %s",
-        [f"body : ({' AND '.join(quoted)})"],
+        [f"body : ({_fts5_terms(words)})"],
     )
 
 

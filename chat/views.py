@@ -189,8 +189,8 @@ async def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) 
         )
     except ValidationError as exc:
         return HttpResponse(exc.messages[0], status=400, content_type="text/plain; charset=utf-8")
-    await events.publish_title(conversation.pk)
     frames = await database_sync_to_async(rendering.title_frames)(conversation)
+    await events.publish_title(conversation.pk, frames)
     return HttpResponse("".join(frames))
 
 
