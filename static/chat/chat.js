@@ -124,10 +124,64 @@
     if (area && document.activeElement === jumpButton()) area.focus({ preventScroll: true });
   }
 
+  // Finished messages are laid out only near the view (content-visibility: auto in chat.css), so
+  // a long conversation opens as fast as a short one. One off screen has a placeholder height
+  // until it comes near, then takes its real one. Scroll anchoring is off for the list, so when
+  // that happens above the view this does its job: the view moves by the difference, in the same
+  // frame (ResizeObserver callbacks run before paint). While following, the end is kept in view.
+  var heights = new WeakMap(); // article -> border-box height last seen
+  var articleSizes = typeof ResizeObserver === "function" ? new ResizeObserver(keepPlace) : null;
+
+  function watchArticles(nodes) {
+    for (var i = 0; i < nodes.length; i++) {
+      var node = nodes[i];
+      if (node.nodeName !== "ARTICLE") continue;
+      heights.set(node, node.offsetHeight);
+      articleSizes.observe(node);
+    }
+  }
+
+  function keepPlace(entries) {
+    var list = messages();
+    if (!list) return;
+    var viewTop = list.getBoundingClientRect().top;
+    var shift = 0;
+    entries.forEach(function (entry) {
+      var article = entry.target;
+      var height = article.offsetHeight;
+      var was = heights.get(article);
+      heights.set(article, height);
+      if (following || was === undefined || was === height || !article.isConnected) return;
+      if (article.getBoundingClientRect().bottom <= viewTop + 1) shift += height - was;
+    });
+    if (following) requestFollow();
+    else if (shift) {
+      ownScroll = true;
+      list.scrollTop += shift;
+      lastTop = list.scrollTop;
+      lastHeight = list.scrollHeight;
+    }
+  }
+
+  function watchList(list) {
+    if (!articleSizes) return;
+    watchArticles(list.children);
+    new MutationObserver(function (records) {
+      records.forEach(function (record) {
+        watchArticles(record.addedNodes);
+        for (var i = 0; i < record.removedNodes.length; i++) {
+          if (record.removedNodes[i].nodeName === "ARTICLE") articleSizes.unobserve(record.removedNodes[i]);
+        }
+      });
+    }).observe(list, { childList: true });
+  }
+
   // The composer grows with its text; CSS caps it (max-height) and it scrolls beyond that.
   function fitComposer() {
     var area = textarea();
-    if (!area) return;
+    // Empty and never fitted: already its natural height, and measuring would lay out the whole
+    // page before its first paint.
+    if (!area || (area.value === "" && !area.style.height)) return;
     area.style.height = "auto"; // measure from its natural height, so it can shrink too
     area.style.height = area.scrollHeight + area.offsetHeight - area.clientHeight + "px";
   }
@@ -455,14 +509,29 @@
       jumpToLatest();
       return;
     }
-    // Editing a message: its form comes from a <template> (so the page's text stays the
-    // conversation's text) and is handed to htmx to send over the socket.
+    // Regenerate and the versions' arrows: the one action form says which, for which message.
+    var action = event.target.closest("button[data-action]");
+    var actionForm = document.getElementById("message-action");
+    if (action && actionForm) {
+      actionForm.elements.namedItem("action").value = action.dataset.action;
+      actionForm.elements.namedItem("message_id").value = action.dataset.message;
+      actionForm.requestSubmit();
+      return;
+    }
+    // Editing a message: the page's one edit form (a <template>, so the page's text stays the
+    // conversation's text) is filled with the message's text and handed to htmx to send over
+    // the socket. A question is shown as typed, so its text on the page is the stored text.
     var edit = event.target.closest(".edit-button");
     if (edit) {
       var article = edit.closest("article");
-      var template = document.getElementById(edit.dataset.edit);
+      var template = document.getElementById("edit-form-template");
       if (!template || article.querySelector(".edit-form")) return;
       var form = template.content.firstElementChild.cloneNode(true);
+      var field = form.querySelector("textarea");
+      form.elements.namedItem("message_id").value = article.id.slice(2);
+      field.id = article.id + "-edit-text";
+      form.querySelector("label").htmlFor = field.id;
+      field.value = article.querySelector(".message-body").textContent;
       article.appendChild(form);
       article.classList.add("editing");
       htmx.process(form);
@@ -493,6 +562,7 @@
     // The list changes size when the composer grows, the Stop button comes and goes, or the
     // window is resized; the end stays in view while following.
     if (list && typeof ResizeObserver === "function") new ResizeObserver(requestFollow).observe(list);
+    if (list) watchList(list);
     var area = textarea();
     if (area) area.focus({ preventScroll: true });
     // Opened at a message (a search result): show it, and stop following the end.

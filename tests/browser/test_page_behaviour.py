@@ -215,12 +215,12 @@ def test_finished_messages_are_contained_and_the_streaming_one_is_not(page: Page
         """() => { const reply = [...document.querySelectorAll('[data-role="assistant"]')].pop();
                    const user = [...document.querySelectorAll('[data-role="user"]')].pop();
                    return reply && reply.dataset.status === "streaming"
-                       && getComputedStyle(reply).contain === "none"
-                       && getComputedStyle(user).contain === "layout paint"; }"""
+                       && getComputedStyle(reply).contentVisibility === "visible"
+                       && getComputedStyle(user).contentVisibility === "auto"; }"""
     )
     reply = page.locator('[data-role="assistant"]').last
     expect(reply).to_have_attribute("data-status", "complete", timeout=20_000)
-    expect(reply).to_have_css("contain", "layout paint")
+    expect(reply).to_have_css("content-visibility", "auto")
 
     # Still the layout it was: the user's message a bubble at the right, at most 80% wide.
     bubble = page.locator('[data-role="user"]').last.evaluate(
