@@ -128,6 +128,8 @@ class Conversation(models.Model):
     class Meta:
         ordering = ["-updated_at"]
         indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+        # Reading messages in the admin is apart from seeing conversations' metadata and usage.
+        permissions = [("view_transcript", "Can read the messages of conversations")]
 
     def __str__(self) -> str:
         return self.title or "New chat"
@@ -193,6 +195,8 @@ class Message(models.Model):
     # How many of the oldest messages of the branch were left out of this reply's request to fit
     # the model's context window (shown under the reply).
     omitted_messages = models.PositiveIntegerField(default=0, editable=False)
+    # The limit that refused this reply before the upstream was asked (chat.limits), if one did.
+    refused_by = models.CharField(max_length=32, blank=True, editable=False)
     # While streaming: the worker writing the reply, and until when it vouches for it. A reply
     # whose lease ran out belongs to a worker that died; it is marked interrupted.
     worker = models.CharField(max_length=200, blank=True, editable=False)
@@ -259,3 +263,157 @@ class Preferences(models.Model):
 
     def __str__(self) -> str:
         return f"Preferences of {self.user}"
+
+
+class SiteSettings(models.Model):
+    """What admins switch at run time; one row. Blank fields follow the settings file."""
+
+    class Signup(models.TextChoices):
+        CLOSED = "closed", "Closed: admins create accounts"
+        INVITE = "invite", "Invite links"
+        APPROVAL = "approval", "Open, with an admin's approval"
+
+    signup = models.CharField(
+        max_length=16,
+        choices=Signup.choices,
+        blank=True,
+        help_text="Blank: as CHAT_SIGNUP says.",
+    )
+
+    class Meta:
+        verbose_name = verbose_name_plural = "site settings"
+
+    def __str__(self) -> str:
+        return "Site settings"
+
+
+class Invite(models.Model):
+    """A single-use, expiring link to create an account (sign-up mode "invite")."""
+
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    email = models.EmailField(blank=True, help_text="Only for your records; anyone with the link can use it.")
+    note = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    used_by = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="invite",
+        editable=False,
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.note or self.email or f"Invite of {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class AccountRequest(models.Model):
+    """An account asked for in sign-up mode "approval": inactive until an admin approves it."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_request"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved = models.BooleanField(null=True, help_text="Empty while waiting.")
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"Account request of {self.user}"
+
+
+class GroupLimits(models.Model):
+    """A group's own limits, in place of the settings' defaults. Empty: the default; 0: no limit.
+
+    A user in several groups gets the most generous value of each.
+    """
+
+    group = models.OneToOneField("auth.Group", on_delete=models.CASCADE, related_name="limits")
+    messages_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    messages_per_day = models.PositiveIntegerField(null=True, blank=True)
+    concurrent_replies = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_day = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_month = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "group limits"
+
+    def __str__(self) -> str:
+        return f"Limits of {self.group}"
+
+
+class UsageDay(models.Model):
+    """One user's use of one model on one day (UTC), added to at each reply's ending."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage")
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    # Replies whose server reported no usage: their tokens above are estimates.
+    estimated = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    stops = models.PositiveIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0, help_text="Messages a limit refused.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "day", "model"], name="usage_day_unique")]
+        indexes = [models.Index(fields=["day"], name="usage_day")]
+        verbose_name = "usage (per day)"
+        verbose_name_plural = "usage (per day)"
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.model} · {self.day}"
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class TranscriptView(models.Model):
+    """An opening of a conversation's messages in the admin: who, whose, when, from where.
+
+    Names are kept as text too, so the record outlives the accounts and the conversation.
+    """
+
+    viewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    viewer_name = models.CharField(max_length=150)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="transcript_views"
+    )
+    owner_name = models.CharField(max_length=150)
+    conversation = models.ForeignKey(
+        Conversation, null=True, on_delete=models.SET_NULL, related_name="transcript_views"
+    )
+    conversation_title = models.CharField(max_length=200)
+    viewed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    address = models.GenericIPAddressField(null=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-viewed_at"]
+        verbose_name = "transcript view"
+
+    def __str__(self) -> str:
+        return f"{self.viewer_name} read {self.owner_name}'s conversation at {self.viewed_at:%Y-%m-%d %H:%M}"

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat import markdown, search, selectors
+from chat import limits, markdown, search, selectors, usage
 from chat.models import Conversation, Message
 from chat.storable import storable
 
@@ -39,6 +39,11 @@ class PostedTurn:
     created: bool  # False when the same client_id was posted before
     version: int  # the conversation's version after this turn
     forked: bool = False  # True when the turn starts a new branch (pages redraw the conversation)
+
+    @property
+    def refused(self) -> bool:
+        """A limit refused the reply: it ended at once, and nothing goes upstream."""
+        return bool(self.reply.refused_by)
 
 
 def clean_text(text: object) -> str:
@@ -346,6 +351,20 @@ def _add_turn(
 def _new_reply(
     conversation: Conversation, *, parent_id: int | None, model: str, provider_id: int | None, worker: str
 ) -> Message:
+    """The reply row: ``streaming``, or, when a limit refuses it, already ended with the reason."""
+    refusal = limits.admit(user_id=conversation.owner_id)
+    if refusal is not None:
+        usage.record_refusal(owner_id=conversation.owner_id, model=model)
+        return Message.objects.create(
+            conversation=conversation,
+            parent_id=parent_id,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.ERROR,
+            error=refusal.text,
+            refused_by=refusal.limit,
+            model=model,
+            provider_id=provider_id,
+        )
     return Message.objects.create(
         conversation=conversation,
         parent_id=parent_id,
@@ -421,6 +440,8 @@ class ReplyEnding:
     duration_ms: int | None = None
     skipped_chunks: int = 0
     request_id: str = ""
+    # The request's size by chat.context's estimate, counted as usage when the server reports none.
+    prompt_estimate: int | None = None
     # The text and reasoning as sanitized HTML, as the pages were shown them (None: rendered here).
     html: str | None = None
     reasoning_html: str | None = None
@@ -498,6 +519,9 @@ def reply_finish(*, reply_id: int, ending: ReplyEnding, only_if_expired: bool = 
         version = conversation.version + 1
         Conversation.objects.filter(pk=conversation_id).update(updated_at=now, version=version)
         reply = Message.objects.get(pk=reply_id)
+        usage.record_ending(
+            reply=reply, owner_id=conversation.owner_id, prompt_estimate=ending.prompt_estimate
+        )
     return EndedReply(reply=reply, version=version)
 
 

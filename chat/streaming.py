@@ -26,7 +26,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import fanout, providers, rendering, selectors, services, titles
+from chat import context, fanout, providers, rendering, selectors, services, titles
 from chat.incremental import IncrementalMarkdown
 from chat.models import Message
 from chat.storable import storable
@@ -136,7 +136,7 @@ class Generation:
         try:
             request = self.request
             if request is None:
-                request = await in_worker_thread(_request)(self.reply_id)
+                request = self.request = await in_worker_thread(_request)(self.reply_id)
             events = stream_chat(self.endpoint, request, request_id=self.request_id)
             async with contextlib.aclosing(events):
                 async for event in events:
@@ -205,6 +205,7 @@ class Generation:
                 duration_ms=round((time.monotonic() - started) * 1000),
                 skipped_chunks=self.skipped,
                 request_id=self.request_id,
+                prompt_estimate=_prompt_estimate(self.request) if usage is None else None,
                 html=self._answer.html() if self._published_html else None,
                 reasoning_html=self._thinking.html() if self._published_html else None,
             )
@@ -324,6 +325,13 @@ class Generation:
 
     async def _finish(self, ending: services.ReplyEnding) -> None:
         await record_ending(self.reply_id, ending, request_id=self.request_id)
+
+
+def _prompt_estimate(request: ChatRequest | None) -> int | None:
+    """The request's tokens by estimate, for usage when the server reports none."""
+    if request is None:
+        return None
+    return context.REPLY_PRIMING + sum(context.message_tokens(message) for message in request.messages)
 
 
 def _request(reply_id: int) -> ChatRequest:

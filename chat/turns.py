@@ -215,6 +215,15 @@ def _prepare(service: Any, kwargs: dict[str, Any]) -> _Prepared:
     turn = service(**kwargs)
     if not turn.created:
         return _Prepared(turn=turn, frames=[])
+    if turn.refused:  # the reply ended at once, saying which limit and when it resets
+        if turn.forked:
+            current = Conversation.objects.get(pk=turn.reply.conversation_id)
+            frames = rendering.branch_frames(selectors.shown_messages(conversation=current))
+        else:
+            frames = rendering.messages_appended_frames(m for m in (turn.user_message, turn.reply) if m)
+        frames.append(rendering.ending_frame(turn.reply))  # announced as an ending, as any other
+        frames.append(rendering.state_frame(turn.version, streaming=False))
+        return _Prepared(turn=turn, frames=frames)
     # The request first: the reply shows how many messages it leaves out from its first frame.
     endpoint, context_length = providers.reply_target(turn.reply.provider_id, turn.reply.model)
     request, omitted = selectors.reply_request(reply=turn.reply, context_length=context_length)
@@ -248,7 +257,8 @@ async def _store_and_start(service: Any, **kwargs: Any) -> services.PostedTurn:
             turn.reply.conversation_id.hex,
             {"kind": "change", "version": turn.version, "frames": prepared.frames},
         )
-        streaming.start(turn.reply, endpoint=prepared.endpoint, hub=hub, request=prepared.request)
+        if not turn.refused:
+            streaming.start(turn.reply, endpoint=prepared.endpoint, hub=hub, request=prepared.request)
     return turn
 
 

@@ -151,6 +151,13 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
+# Redis behind Sentinel, for failover: "host:port,host:port" of the sentinels and the name they
+# know the master by. Set, they take the place of REDIS_URL's host and port (its database number
+# and password still apply).
+REDIS_SENTINELS = [
+    (host, int(port)) for host, _, port in (item.rpartition(":") for item in env_list("REDIS_SENTINELS", []))
+]
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "mymaster")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -267,3 +274,44 @@ CHAT_TITLE_TIMEOUT = env_float("CHAT_TITLE_TIMEOUT", 20.0)
 # The offline demo simulator's pace.
 CHAT_DEMO_TOKENS_PER_SECOND = env_float("CHAT_DEMO_TOKENS_PER_SECOND", 30.0)
 CHAT_DEMO_REPLY_TOKENS = env_int("CHAT_DEMO_REPLY_TOKENS", 120)
+
+# --- Accounts -------------------------------------------------------------------
+# How people get an account: "closed" (admins create them), "invite" (single-use links made in
+# the admin) or "approval" (anyone asks; an admin approves). Admins can switch it in the admin's
+# site settings, which take precedence.
+CHAT_SIGNUP = env_str("CHAT_SIGNUP", "closed").strip().lower() or "closed"
+if CHAT_SIGNUP not in {"closed", "invite", "approval"}:
+    raise ImproperlyConfigured(f"CHAT_SIGNUP must be closed, invite or approval, not {CHAT_SIGNUP!r}")
+CHAT_INVITE_DAYS = env_int("CHAT_INVITE_DAYS", 7)  # how long a new invite link works
+# Password reset mails; the console backend prints them. For real mail set EMAIL_BACKEND to
+# django.core.mail.backends.smtp.EmailBackend and the EMAIL_* variables (read only for SMTP).
+_EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+MAILERS = {
+    "default": {
+        "BACKEND": _EMAIL_BACKEND,
+        "OPTIONS": {
+            "host": env_str("EMAIL_HOST", "localhost"),
+            "port": env_int("EMAIL_PORT", 25),
+            "username": env_str("EMAIL_HOST_USER", ""),
+            "password": env_str("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("EMAIL_USE_TLS", False),
+            "timeout": 10,
+        }
+        if _EMAIL_BACKEND.endswith("smtp.EmailBackend")
+        else {},
+    }
+}
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "chat@localhost")
+
+# --- Limits (per user; admins override them per group). Empty or 0: no limit -----
+CHAT_LIMIT_MESSAGES_PER_MINUTE = env_int("CHAT_LIMIT_MESSAGES_PER_MINUTE", 0)
+CHAT_LIMIT_MESSAGES_PER_DAY = env_int("CHAT_LIMIT_MESSAGES_PER_DAY", 0)
+CHAT_LIMIT_CONCURRENT_REPLIES = env_int("CHAT_LIMIT_CONCURRENT_REPLIES", 0)
+CHAT_LIMIT_TOKENS_PER_DAY = env_int("CHAT_LIMIT_TOKENS_PER_DAY", 0)
+CHAT_LIMIT_TOKENS_PER_MONTH = env_int("CHAT_LIMIT_TOKENS_PER_MONTH", 0)
+# Replies streaming from upstream at once, across every worker of the instance.
+CHAT_MAX_UPSTREAM_STREAMS = env_int("CHAT_MAX_UPSTREAM_STREAMS", 0)
+
+# --- Oversight ------------------------------------------------------------------
+# Tell users on their conversation's page when an administrator read it in the admin.
+CHAT_AUDIT_NOTIFY_USERS = env_bool("CHAT_AUDIT_NOTIFY_USERS", True)

@@ -13,8 +13,9 @@ pytestmark = [pytest.mark.production, pytest.mark.live]
 CHECKPOINT = 1.0
 TOKENS, TPS = 120, 40  # a 3-second reply
 # The user's message and the reply row (2 inserts), the conversation's leaf and version (1 update),
-# the ending (the reply and the conversation's version: 2 updates), and one spare.
-FIXED_WRITES = 6
+# the ending (the reply and the conversation's version: 2 updates), the day's usage row (1: an
+# update, or an insert for the day's first reply), and one spare.
+FIXED_WRITES = 7
 
 
 async def test_writes_per_reply_are_bounded_by_checkpoints_not_tokens(spawn, figures):
