@@ -8,16 +8,29 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin
+from django.contrib.auth.models import Group
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from chat import providers, search
-from chat.models import Conversation, Message, Provider
+from chat import accounts, oversight, providers, search, selectors, usage, usage_chart
+from chat.models import (
+    AccountRequest,
+    Conversation,
+    GroupLimits,
+    Invite,
+    Message,
+    Provider,
+    SiteSettings,
+    TranscriptView,
+    UsageDay,
+)
 from chat.storable import storable_json
 from chat.upstream import RESERVED_FIELDS
 
@@ -179,70 +192,6 @@ class ConversationStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-TRANSCRIPT_ROWS = 50
-
-
-class MessageInline(admin.TabularInline):
-    model = Message
-    fields = (
-        "created_at",
-        "role",
-        "short_content",
-        "short_reasoning",
-        "status",
-        "provider",
-        "model",
-        "finish_reason",
-        "error",
-        "tokens",
-        "skipped_chunks",
-        "request_id",
-    )
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    ordering = ("created_at", "id")
-
-    def has_add_permission(self, request: HttpRequest, obj: Conversation | None = None) -> bool:
-        return False
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
-        """The latest ``TRANSCRIPT_ROWS`` messages of each conversation: a long one stays a light page.
-
-        The whole transcript is one link away (``transcript`` on the conversation's page).
-        """
-        queryset = super().get_queryset(request)
-        conversation_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
-        if conversation_id is None:
-            return queryset
-        latest = Message.objects.filter(conversation_id=conversation_id).order_by("-id")
-        return queryset.filter(pk__in=list(latest.values_list("pk", flat=True)[:TRANSCRIPT_ROWS]))
-
-    @admin.display(description="text")
-    def short_content(self, message: Message) -> str:
-        return Truncator(message.content).chars(400)
-
-    @admin.display(description="reasoning")
-    def short_reasoning(self, message: Message) -> str:
-        return Truncator(message.reasoning).chars(200)
-
-    @admin.display(description="tokens")
-    def tokens(self, message: Message) -> str:
-        if message.role != Message.Role.ASSISTANT or message.status == Message.Status.STREAMING:
-            return "-"
-        if message.total_tokens is None and message.completion_tokens is None:
-            return "not reported"  # the server sent no usage; nothing is estimated
-
-        def shown(count: int | None) -> str:
-            return "?" if count is None else str(count)
-
-        return (
-            f"{shown(message.prompt_tokens)} + {shown(message.completion_tokens)} = "
-            f"{shown(message.total_tokens)}"
-        )
-
-
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     list_display = (
@@ -278,14 +227,34 @@ class ConversationAdmin(admin.ModelAdmin):
         "updated_at",
     )
     date_hierarchy = "updated_at"
-    inlines = [MessageInline]
     show_full_result_count = False
+
+    class Media:
+        css = {"all": ("chat/markdown.css", "chat/admin.css")}
+
+    def get_fields(self, request: HttpRequest, obj: Conversation | None = None) -> Any:
+        """Without the transcript permission: the conversation's metadata, none of its text."""
+        fields = super().get_fields(request, obj)
+        if oversight.may_read(request.user):
+            return fields
+        return [name for name in fields if name not in ("transcript", "system_prompt")]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200 and oversight.may_read(request.user):
+            conversation = self.get_object(request, object_id)
+            if conversation is not None:
+                oversight.record_view(request, conversation)
+        return response
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
     ) -> tuple[QuerySet[Conversation], bool]:
         found, duplicates = super().get_search_results(request, queryset, search_term)
-        text = search.matching_messages_sql(search_term)
+        # Which conversations contain a word says something of their text: for transcript readers.
+        text = search.matching_messages_sql(search_term) if oversight.may_read(request.user) else None
         if text is not None:
             sql, params = text
             in_messages = queryset.filter(
@@ -314,13 +283,12 @@ class ConversationAdmin(admin.ModelAdmin):
 
     @admin.display(description="messages")
     def transcript(self, conversation: Conversation) -> str:
-        """How many messages there are, and where to read them all (below: only the latest)."""
-        total = conversation.messages.count()
+        """The branch on screen as the chat page draws it (its latest messages), read-only."""
+        if conversation.pk is None:
+            return "-"
         url = reverse("admin:chat_message_changelist") + f"?conversation__id__exact={conversation.pk}"
-        shown = min(total, TRANSCRIPT_ROWS)
-        return format_html(
-            '{} in all; the latest {} are below. <a href="{}">Read every message</a>', total, shown, url
-        )
+        shown = selectors.shown_messages(conversation=conversation)
+        return render_to_string("chat/_admin_transcript.html", {"messages": shown, "all_url": url})
 
     @admin.display(description="title", ordering="title")
     def title_or_placeholder(self, conversation: Conversation) -> str:
@@ -381,6 +349,191 @@ class MessageAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_view_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        """Messages are transcripts: their text is for holders of the transcript permission only."""
+        return oversight.may_read(request.user) and super().has_view_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        return oversight.may_read(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        return oversight.may_read(request.user) and super().has_delete_permission(request, obj)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        response = super().changelist_view(request, extra_context)
+        conversation_id = request.GET.get("conversation__id__exact")
+        if conversation_id and getattr(response, "status_code", 0) == 200:
+            conversation = Conversation.objects.filter(pk=conversation_id).select_related("owner").first()
+            if conversation is not None:
+                oversight.record_view(request, conversation)
+        return response
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            message = self.get_object(request, object_id)
+            if message is not None:
+                oversight.record_view(request, message.conversation)
+        return response
+
     @admin.display(description="text")
     def short_content(self, message: Message) -> str:
         return Truncator(message.content).chars(100)
+
+
+# --- Accounts, limits, usage and the audit log ------------------------------------------------
+
+
+@admin.register(SiteSettings)
+class SiteSettingsAdmin(admin.ModelAdmin):
+    """One row: what admins switch at run time (the sign-up mode)."""
+
+    list_display = ("__str__", "signup_mode")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not SiteSettings.objects.exists() and super().has_add_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: SiteSettings | None = None) -> bool:
+        return False
+
+    @admin.display(description="sign-up in effect")
+    def signup_mode(self, obj: SiteSettings) -> str:
+        return SiteSettings.Signup(accounts.signup_mode()).label
+
+
+@admin.register(Invite)
+class InviteAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "state", "link", "created_by", "created_at", "expires_at", "used_by")
+    readonly_fields = ("link", "created_by", "created_at", "used_at", "used_by")
+    fields = ("email", "note", "expires_at", "link", "created_by", "created_at", "used_at", "used_by")
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"expires_at": accounts.invite_expiry()}
+
+    def save_model(self, request: HttpRequest, obj: Invite, form: forms.ModelForm, change: bool) -> None:
+        if not change:
+            obj.token = accounts.new_invite_token()
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="link")
+    def link(self, invite: Invite) -> str:
+        if not invite.token:
+            return "Shown once saved."
+        path = reverse("invite", args=[invite.token])
+        return format_html('<a href="{}">{}</a>', path, path)
+
+    @admin.display(description="state")
+    def state(self, invite: Invite) -> str:
+        return accounts.invite_state(invite)
+
+
+@admin.register(AccountRequest)
+class AccountRequestAdmin(admin.ModelAdmin):
+    list_display = ("user", "email", "requested_at", "decision", "decided_by", "decided_at")
+    list_filter = ("approved",)
+    readonly_fields = ("user", "requested_at", "decided_at", "decided_by", "approved")
+    actions = ("approve", "reject")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="email")
+    def email(self, request_: AccountRequest) -> str:
+        return request_.user.email
+
+    @admin.display(description="decision")
+    def decision(self, request_: AccountRequest) -> str:
+        return {None: "Waiting", True: "Approved", False: "Rejected"}[request_.approved]
+
+    @admin.action(description="Approve the selected accounts")
+    def approve(self, request: HttpRequest, queryset: QuerySet[AccountRequest]) -> None:
+        done = accounts.decide(queryset, approved=True, by=request.user)
+        self.message_user(request, f"Approved {done} account{'s' if done != 1 else ''}.", messages.SUCCESS)
+
+    @admin.action(description="Reject the selected accounts")
+    def reject(self, request: HttpRequest, queryset: QuerySet[AccountRequest]) -> None:
+        done = accounts.decide(queryset, approved=False, by=request.user)
+        self.message_user(request, f"Rejected {done} account{'s' if done != 1 else ''}.", messages.SUCCESS)
+
+
+class GroupLimitsInline(admin.StackedInline):
+    model = GroupLimits
+    can_delete = True
+    verbose_name_plural = "limits (empty: the default from settings; 0: no limit)"
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupWithLimitsAdmin(GroupAdmin):
+    inlines = [GroupLimitsInline]
+
+
+@admin.register(UsageDay)
+class UsageDayAdmin(admin.ModelAdmin):
+    """Usage per user, model and day, with the last 30 days' totals, top users and models, and a chart."""
+
+    list_display = (
+        "day",
+        "user",
+        "model",
+        "requests",
+        "prompt_tokens",
+        "completion_tokens",
+        "errors",
+        "stops",
+        "refused",
+    )
+    list_filter = ("day", "model")
+    search_fields = ("user__username", "model")
+    date_hierarchy = "day"
+    list_select_related = ("user",)
+    change_list_template = "admin/chat/usageday/change_list.html"
+    readonly_fields = [field.name for field in UsageDay._meta.fields]
+
+    class Media:
+        css = {"all": ("chat/admin.css",)}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: UsageDay | None = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        summary = usage.instance_usage(days=30)
+        chart = usage_chart.daily_bars(
+            [(day, totals.tokens) for day, totals in summary.per_day], label="Tokens per day, last 30 days"
+        )
+        extra = {"summary": summary, "chart": chart, **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
+
+@admin.register(TranscriptView)
+class TranscriptViewAdmin(admin.ModelAdmin):
+    """Who read whose conversation, when and from where: for superusers only, and never edited."""
+
+    list_display = ("viewed_at", "viewer_name", "owner_name", "conversation_title", "address")
+    list_filter = ("viewer_name", "owner_name")
+    search_fields = ("viewer_name", "owner_name", "conversation_title")
+    date_hierarchy = "viewed_at"
+    readonly_fields = [field.name for field in TranscriptView._meta.fields]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: TranscriptView | None = None) -> bool:
+        return request.user.is_superuser
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: TranscriptView | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: TranscriptView | None = None) -> bool:
+        return False

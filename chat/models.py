@@ -234,6 +234,19 @@ class Message(models.Model):
         return self.completion_tokens * 1000 / streaming_ms if streaming_ms > 0 else None
 
     @property
+    def tokens_reported(self) -> str:
+        """The reply's usage as the server reported it: "prompt + completion = total"."""
+        if self.role != self.Role.ASSISTANT or self.status == self.Status.STREAMING:
+            return "-"
+        if self.total_tokens is None and self.completion_tokens is None:
+            return "not reported"  # the server sent no usage; nothing is estimated here
+
+        def shown(count: int | None) -> str:
+            return "?" if count is None else str(count)
+
+        return f"{shown(self.prompt_tokens)} + {shown(self.completion_tokens)} = {shown(self.total_tokens)}"
+
+    @property
     def finish_notice(self) -> str:
         """What a complete reply that did not end naturally tells its reader."""
         return FINISH_NOTICES.get(self.finish_reason, "") if self.status == self.Status.COMPLETE else ""

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from chat import views
+from chat import account_views, views
 
 app_name = "chat"
 
@@ -23,4 +23,5 @@ urlpatterns = [
     path("import/", views.import_conversations, name="import"),
     path("setup/", views.first_run, name="first_run"),
     path("preferences/theme/", views.preferences_theme, name="preferences_theme"),
+    path("usage/", account_views.usage_page, name="usage"),
 ]

@@ -59,7 +59,7 @@ def test_filters_by_owner_model_and_status(staff_client, stored, bob):
 def test_conversation_page_shows_its_messages_inline_read_only(staff_client, stored):
     first, _ = stored
     page = staff_client.get(f"/admin/chat/conversation/{first.pk}/change/").content.decode()
-    assert "Why are there tides?" in page and "Mostly the moon&#x27;s pull." in page
+    assert "Why are there tides?" in page and "Mostly the moon's pull." in page
     assert 'name="messages-0-content"' not in page  # shown, not editable
 
 
