@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -13,6 +15,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from chat import events
 from chat.models import AccountRequest, Invite, SiteSettings
 
 INVITE_UNKNOWN = "This invite link is not valid. Ask for a new one."
@@ -99,3 +102,24 @@ def waiting_for_approval(username: str) -> bool:
     return AccountRequest.objects.filter(
         user__username=username, user__is_active=False, approved__isnull=True
     ).exists()
+
+
+# --- Deactivation ----------------------------------------------------------------------
+
+
+def remember_activity(
+    sender: type, instance: AbstractBaseUser, update_fields: Any = None, **kwargs: Any
+) -> None:
+    """Before a user is saved: whether it was active (so a deactivation is noticed once)."""
+    if instance.pk is None or (update_fields is not None and "is_active" not in update_fields):
+        instance._was_active = None  # type: ignore[attr-defined]
+        return
+    was = type(instance).objects.filter(pk=instance.pk).values_list("is_active", flat=True).first()
+    instance._was_active = was  # type: ignore[attr-defined]
+
+
+def close_when_deactivated(sender: type, instance: AbstractBaseUser, created: bool, **kwargs: Any) -> None:
+    """A user just deactivated (in the admin or anywhere): once committed, end their live pages."""
+    if not created and getattr(instance, "_was_active", None) and not instance.is_active:
+        user_id = instance.pk
+        transaction.on_commit(lambda: async_to_sync(events.close_account)(user_id))

@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 
-from chat import fanout, rendering, selectors, turns
+from chat import events, fanout, rendering, selectors, turns
 from chat.models import Conversation
 from chat.subscription import Gap, Subscription
 
@@ -29,6 +29,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.conversation: Conversation | None = None
         self.hub = None
+        self.user_key = None
         user = self.scope.get("user")
         conversation_id = self.scope["url_route"]["kwargs"].get("conversation_id")
         if conversation_id is None:  # the new-chat page: no conversation until its first message
@@ -36,6 +37,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 await self.close(code=CLOSE_FORBIDDEN)
                 return
             await self.accept()
+            await self._listen_to_account(user)
             return
         try:
             conversation = await database_sync_to_async(selectors.conversation_for_user)(
@@ -45,7 +47,14 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.accept()
+        await self._listen_to_account(user)
         await self._follow(conversation, since=self._since())
+
+    async def _listen_to_account(self, user: Any) -> None:
+        """Hear the account's own events (a deactivation closes every socket of it at once)."""
+        self.hub = await fanout.get_hub()
+        self.user_key = events.user_key(user.pk)
+        await self.hub.subscribe(self.user_key, self)
 
     async def _follow(self, conversation: Conversation, *, since: int | None) -> None:
         """Subscribe to the conversation, then send the page what it is missing."""
@@ -78,6 +87,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "hub", None) is not None and getattr(self, "conversation", None) is not None:
             await self.hub.unsubscribe(self.key, self)
+        if getattr(self, "user_key", None) is not None:
+            await self.hub.unsubscribe(self.user_key, self)
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
@@ -115,6 +126,14 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     # --- fanout.Subscriber ---
 
     async def deliver(self, event: dict[str, Any]) -> None:
+        if event["kind"] == "account_closed":
+            try:
+                for frame in event["frames"]:
+                    await self.send(text_data=frame)
+                await self.close(code=CLOSE_FORBIDDEN)
+            except Exception:
+                logger.debug("Could not close a deactivated account's socket", exc_info=True)
+            return
         try:
             frames = self.subscription.accept(event)
         except Gap as gap:

@@ -24,7 +24,7 @@ Event = dict[str, Any]
 FINISHED = 1 << 62  # the seq of a reply the page shows as ended: drop anything still in flight
 
 
-UNNUMBERED = frozenset({"meta", "deleted"})
+UNNUMBERED = frozenset({"meta", "deleted", "account_closed"})
 
 
 class Gap(Exception):
