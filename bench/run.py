@@ -9,7 +9,8 @@ figures drive the system's Chromium through Playwright. Nothing is downloaded.
 
 Figures (``--only``): render (Markdown rendering cost, in-process), search (100,000 messages on
 SQLite and PostgreSQL, in child processes), long (1,000 messages against 2: open and send, a worker
-of its own), import (a 100 MB export file: time, write lock, peak memory, in child processes),
+of its own), limits (the limit check's cost per message on the database and on Redis, in child
+processes), import (a 100 MB export file: time, write lock, peak memory, in child processes),
 memory, ttft, lag, streams,
 md-bytes and md-streams (Markdown replies through the app), browser, db.
 """
@@ -32,6 +33,7 @@ from bench import (
     browser,
     direct,
     imports,
+    limits,
     long_conversations,
     markdown_replies,
     pg,
@@ -48,6 +50,7 @@ FIGURES = (
     "render",
     "long",
     "search",
+    "limits",
     "import",
     "memory",
     "ttft",
@@ -201,13 +204,18 @@ async def measure(args: argparse.Namespace, workdir: Path, report: Report) -> No
             repeats=args.search_repeats,
             report=report,
         )
+    if "limits" in args.only:  # child processes of its own, before the app starts
+        log("limit check: SQLite, then PostgreSQL")
+        limits.figures(
+            pg_url=args.pg_url, pg_database=f"{args.pg_database}_limits", workdir=workdir, report=report
+        )
     if "import" in args.only:  # child processes of its own, before the app starts
         log("import: a large export file, then a tiny one, each in a child process")
         try:
             imports.figures(quick=args.quick, workdir=workdir, report=report)
         except Exception as exc:
             report.failed("Import of a large file", exc)
-    if not args.only - {"render", "search", "long", "import"}:
+    if not args.only - {"render", "search", "long", "limits", "import"}:
         return
     log("starting the simulator")
     simulator, base = procs.start_simulator(workdir)

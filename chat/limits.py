@@ -34,7 +34,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 
 from chat import redis_client, usage
-from chat.models import GroupLimits, Message, SiteSettings
+from chat.models import GroupLimits, Message, SiteSettings, UsageDay
 
 logger = logging.getLogger(__name__)
 
@@ -141,29 +141,54 @@ def admit(*, user_id: int) -> Refusal | None:
         return None
     # One admission per user at a time, on every worker: the counts below cannot race.
     get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk").first()
-    refusal = _database_limits(user_id, limits)
+    held = _held(user_id, limits)
+    refusal = _database_limits(limits, held)
     if refusal is not None or not limits.rates:
         return refusal
     counted = _redis_rates(user_id, limits)
     if counted is None:  # no Redis (or it failed): the database counts the rates
-        return _database_rates(user_id, limits)
+        return _database_rates(user_id, limits, held)
     return counted or None
 
 
-def _database_limits(user_id: int, limits: Limits) -> Refusal | None:
+@dataclass(frozen=True)
+class _Held:
+    """What the database holds of a user now: replies streaming, and today's and the month's use."""
+
+    streaming: int
+    tokens_today: int
+    tokens_month: int
+    requests_today: int
+
+
+def _held(user_id: int, limits: Limits) -> _Held:
+    """Two queries at most: the replies streaming now, and the month's usage rows (summed here: a
+    handful of rows, and a plain query costs less than building an aggregate)."""
+    streaming = _replies(user_id).filter(status=Message.Status.STREAMING).count()
+    if not (limits.tokens_per_day or limits.tokens_per_month or limits.messages_per_day):
+        return _Held(streaming, 0, 0, 0)
+    today = usage.today()
+    rows = UsageDay.objects.filter(user_id=user_id, day__gte=today.replace(day=1)).values_list(
+        "day", "prompt_tokens", "completion_tokens", "requests"
+    )
+    month = tokens_today = requests_today = 0
+    for day, prompt, completion, requests in rows:  # a row per model and day: a handful
+        month += prompt + completion
+        if day == today:
+            tokens_today += prompt + completion
+            requests_today += requests
+    return _Held(streaming, tokens_today, month, requests_today)
+
+
+def _database_limits(limits: Limits, held: _Held) -> Refusal | None:
     """Replies streaming now and tokens used: what the database holds exactly."""
-    streaming = _replies(user_id).filter(status=Message.Status.STREAMING)
-    if limits.concurrent_replies and streaming.count() >= limits.concurrent_replies:
+    if limits.concurrent_replies and held.streaming >= limits.concurrent_replies:
         return _concurrency_refusal(limits.concurrent_replies)
     today = usage.today()
-    if limits.tokens_per_day:
-        used = usage.tokens_since(user_id, today)
-        if used >= limits.tokens_per_day:
-            return _tokens_refusal("day", limits.tokens_per_day, used, _next_day(today))
-    if limits.tokens_per_month:
-        used = usage.tokens_since(user_id, today.replace(day=1))
-        if used >= limits.tokens_per_month:
-            return _tokens_refusal("month", limits.tokens_per_month, used, _next_month(today))
+    if limits.tokens_per_day and held.tokens_today >= limits.tokens_per_day:
+        return _tokens_refusal("day", limits.tokens_per_day, held.tokens_today, _next_day(today))
+    if limits.tokens_per_month and held.tokens_month >= limits.tokens_per_month:
+        return _tokens_refusal("month", limits.tokens_per_month, held.tokens_month, _next_month(today))
     return None
 
 
@@ -194,23 +219,23 @@ def _redis_rates(user_id: int, limits: Limits) -> Refusal | Literal[False] | Non
     return False
 
 
-def _database_rates(user_id: int, limits: Limits) -> Refusal | None:
+def _database_rates(user_id: int, limits: Limits, held: _Held) -> Refusal | None:
     """The message rates from the replies stored (refused ones are not counted)."""
-    replies = _replies(user_id).filter(refused_by="")
     if limits.messages_per_minute:
+        # The minute is full when it holds a limit-th newest reply; the window frees a place when
+        # that one leaves it.
         since = timezone.now() - timedelta(seconds=MINUTE)
-        recent = list(
-            replies.filter(created_at__gte=since)
-            .order_by("created_at")
-            .values_list("created_at", flat=True)[: limits.messages_per_minute]
+        nth = (
+            _replies(user_id)
+            .filter(created_at__gte=since, refused_by="")
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)[limits.messages_per_minute - 1 : limits.messages_per_minute]
         )
-        if len(recent) >= limits.messages_per_minute:
-            return _minute_refusal(limits.messages_per_minute, oldest=recent[0].timestamp())
-    if limits.messages_per_day:
-        # Ended replies are in the day's usage; the ones streaming now are not yet.
-        streaming = replies.filter(status=Message.Status.STREAMING).count()
-        if usage.requests_on(user_id, usage.today()) + streaming >= limits.messages_per_day:
-            return _day_refusal(limits.messages_per_day)
+        for leaves_at in nth:
+            return _minute_refusal(limits.messages_per_minute, oldest=leaves_at.timestamp())
+    # Ended replies are in the day's usage; the ones streaming now are not yet.
+    if limits.messages_per_day and held.requests_today + held.streaming >= limits.messages_per_day:
+        return _day_refusal(limits.messages_per_day)
     return None
 
 

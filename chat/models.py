@@ -206,6 +206,8 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        # The per-minute message limit, counted in the database, reads the last minute's replies.
+        indexes = [models.Index(fields=["created_at"], name="message_created")]
         constraints = [
             models.UniqueConstraint(
                 fields=["conversation", "client_id"],

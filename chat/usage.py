@@ -65,18 +65,6 @@ def _add(user_id: int, model: str, **increments: int) -> None:
         rows.update(**{name: F(name) + value for name, value in increments.items()})
 
 
-def tokens_since(user_id: int, first_day: date) -> int:
-    """Prompt and completion tokens a user used from ``first_day`` on (today included)."""
-    totals = UsageDay.objects.filter(user_id=user_id, day__gte=first_day).aggregate(
-        prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens")
-    )
-    return (totals["prompt"] or 0) + (totals["completion"] or 0)
-
-
-def requests_on(user_id: int, day: date) -> int:
-    return UsageDay.objects.filter(user_id=user_id, day=day).aggregate(n=Sum("requests"))["n"] or 0
-
-
 # --- What the pages show ------------------------------------------------------------
 
 
