@@ -33,13 +33,10 @@ REDIS_URL = "redis://127.0.0.1:6379/8"
 
 
 def figures(*, pg_url: str, pg_database: str, workdir: Path, report: Report) -> None:
-    targets = [("SQLite", f"sqlite:///{workdir / 'limits.sqlite3'}", None)]
-    try:
-        pg.recreate(pg_url, pg_database)
-        targets.append(("PostgreSQL", pg.database_url(pg_url, pg_database), pg_database))
-    except Exception as exc:
-        report.failed("Limit check (PostgreSQL)", exc)
-    for name, url, database in targets:
+    databases = pg.each_database(
+        pg_url, pg_database, str(workdir / "limits.sqlite3"), report=report, figure="Limit check"
+    )
+    for name, url in databases:
         try:
             log(f"limits: {name}, {ADMISSIONS} admissions each way")
             env = procs.base_env(DATABASE_URL=url)
@@ -69,9 +66,6 @@ def figures(*, pg_url: str, pg_database: str, workdir: Path, report: Report) -> 
                 )
         except Exception as exc:
             report.failed(f"Limit check ({name})", exc)
-        finally:
-            if database is not None:
-                pg.drop(pg_url, database)
 
 
 def worker() -> None:

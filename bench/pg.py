@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+
+if TYPE_CHECKING:
+    from bench.report import Report
 
 
 def database_url(admin_url: str, name: str) -> str:
@@ -27,6 +32,25 @@ def recreate(admin_url: str, name: str) -> None:
 def drop(admin_url: str, name: str) -> None:
     with connect(admin_url) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def each_database(
+    admin_url: str, name: str, sqlite_path: str, *, report: Report, figure: str
+) -> Iterator[tuple[str, str]]:
+    """SQLite, then a fresh PostgreSQL database when one is reachable: ``(label, DATABASE_URL)``.
+
+    The PostgreSQL database is dropped once its turn is over; failing to make it is reported.
+    """
+    yield "SQLite", f"sqlite:///{sqlite_path}"
+    try:
+        recreate(admin_url, name)
+    except Exception as exc:
+        report.failed(f"{figure} (PostgreSQL)", exc)
+        return
+    try:
+        yield "PostgreSQL", database_url(admin_url, name)
+    finally:
+        drop(admin_url, name)
 
 
 Counts = dict[str, tuple[int, int, int]]

@@ -33,24 +33,14 @@ TARGET_MS = 50.0
 
 def figures(*, pg_url: str, pg_database: str, workdir: Path, repeats: int, report: Report) -> None:
     """Seed, index and query each database in a child process; add a row per database and query."""
-    sqlite_url = f"sqlite:///{workdir / 'search.sqlite3'}"
-    targets = [("SQLite", sqlite_url, None)]
-    try:
-        pg.recreate(pg_url, pg_database)
-        targets.append(("PostgreSQL", pg.database_url(pg_url, pg_database), pg_database))
-    except Exception as exc:
-        report.failed("Search (PostgreSQL)", exc)
-    for name, url, database in targets:
+    databases = pg.each_database(
+        pg_url, pg_database, str(workdir / "search.sqlite3"), report=report, figure="Search"
+    )
+    for name, url in databases:
         try:
             log(f"search: {name}, {MESSAGES:,} messages")
             env = procs.base_env(DATABASE_URL=url)
-            subprocess.run(
-                [procs.PYTHON, "manage.py", "migrate", "--noinput"],
-                cwd=procs.ROOT,
-                env=env,
-                check=True,
-                capture_output=True,
-            )
+            procs.manage(env, "migrate", "--noinput")
             done = subprocess.run(
                 [procs.PYTHON, "-c", f"from bench.search import worker; worker({repeats})"],
                 cwd=procs.ROOT,
@@ -63,9 +53,6 @@ def figures(*, pg_url: str, pg_database: str, workdir: Path, repeats: int, repor
             _rows(name, result, report)
         except Exception as exc:
             report.failed(f"Search ({name})", exc)
-        finally:
-            if database is not None:
-                pg.drop(pg_url, database)
 
 
 def _rows(name: str, result: dict, report: Report) -> None:
