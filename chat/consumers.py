@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 
-from chat import events, fanout, rendering, selectors, turns
+from chat import events, fanout, log_context, rendering, selectors, turns
 from chat.models import Conversation
 from chat.subscription import Gap, Subscription
 
@@ -94,6 +94,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
         # Every frame gets an answer, binary and empty ones too (the base class raises on them).
+        log_context.bind(request=log_context.new_request_id(), message="-")
         await self.receive_json(await self.decode_json(text_data) if text_data else None)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:

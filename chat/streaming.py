@@ -26,7 +26,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chat import context, fanout, providers, rendering, selectors, services, titles
+from chat import context, fanout, log_context, providers, rendering, selectors, services, titles
 from chat.incremental import IncrementalMarkdown
 from chat.models import Message
 from chat.storable import storable
@@ -127,6 +127,7 @@ class Generation:
             self.task.cancel()
 
     async def run(self) -> None:
+        log_context.bind(request=self.request_id, message=self.reply_id)  # for this task's lines
         started = time.monotonic()
         first_token: float | None = None
         finish_reason = ""

@@ -102,6 +102,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "chat.log_context.request_ids",
     "django.middleware.security.SecurityMiddleware",
     "chat.middleware.refuse_nul_in_query",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -217,13 +218,25 @@ SECURE_CSP = {
     "form-action": ["'self'"],
 }
 
+# Every line of the app's log carries the request id and the message id it is about (chat/log_context.py);
+# CHAT_LOG_FORMAT=json writes one JSON object per line for a log collector.
+CHAT_LOG_FORMAT = env_str("CHAT_LOG_FORMAT", "plain").strip().lower() or "plain"
+if CHAT_LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"CHAT_LOG_FORMAT must be plain or json, not {CHAT_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "chat.log_context.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(message_id)s] %(message)s"},
+        "json": {"()": "chat.log_context.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": CHAT_LOG_FORMAT, "filters": ["context"]}
+    },
     "loggers": {
         "chat": {"handlers": ["console"], "level": env_str("CHAT_LOG_LEVEL", "INFO"), "propagate": False},
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
 
