@@ -1,7 +1,7 @@
 """Every form and query string answers arbitrary input with a page or a plain error, never a 500.
 
-The new-chat form, conversation settings, first run, login, the admin's provider form and the
-query strings of the pages: any bytes a browser can send (NUL included; Django decodes anything
+The new-chat form, conversation settings, first run, login, sign-up and invite, the admin's
+provider form and the query strings of the pages: any bytes a browser can send (NUL included; Django decodes anything
 else with replacement), against the simulator on loopback. A provider the admin saved must be one
 every request to it can carry.
 """
@@ -91,6 +91,33 @@ def test_first_run_form(db, runner, username, password1, password2):
     get_user_model().objects.all().delete()  # the page exists only while there is no account
 
 
+@fuzz()
+@given(username=form_values, email=form_values, password1=form_values, password2=form_values)
+@example(
+    username="carol\x00", email="c@example.org", password1="long-password-1", password2="long-password-1"
+)
+def test_signup_and_invite_forms(db, settings, runner, username, email, password1, password2):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chat import accounts
+    from chat.models import AccountRequest, Invite
+
+    settings.CHAT_SIGNUP = "approval"
+    fields = {"username": username, "email": email, "password1": password1, "password2": password2}
+    assert post(runner, None, "/accounts/signup/", fields) in (200, 400)
+    invite = Invite.objects.create(
+        token=accounts.new_invite_token(), expires_at=timezone.now() + timedelta(days=1)
+    )
+    assert post(runner, None, f"/accounts/invite/{invite.token}/", fields) in (302, 400)
+    for user in get_user_model().objects.all():  # whatever was made is a valid account
+        assert is_storable(user.username) and user.has_usable_password()
+    AccountRequest.objects.all().delete()
+    Invite.objects.all().delete()
+    get_user_model().objects.all().delete()
+
+
 provider_fields = st.fixed_dictionaries(
     {
         "name": form_values,
@@ -127,7 +154,10 @@ def test_admin_provider_form(admin_user, runner, fields):
 
 PAGES = [
     "/",
+    "/usage/",
     "/accounts/login/",
+    "/admin/chat/usageday/",
+    "/admin/chat/transcriptview/",
     "/admin/chat/conversation/",
     "/admin/chat/message/",
     "/admin/chat/provider/",
