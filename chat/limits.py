@@ -29,12 +29,13 @@ from typing import Any, Literal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.formats import date_format
 
 from chat import redis_client, usage
-from chat.models import GroupLimits, Message, SiteSettings, UsageDay
+from chat.models import Conversation, GroupLimits, Message, SiteSettings, UsageDay
 
 logger = logging.getLogger(__name__)
 
@@ -139,9 +140,7 @@ def admit(*, user_id: int) -> Refusal | None:
         return refusal
     if not limits.any:
         return None
-    # One admission per user at a time, on every worker: the counts below cannot race.
-    get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk").first()
-    held = _held(user_id, limits)
+    held = _lock_and_count(user_id)
     refusal = _database_limits(limits, held)
     if refusal is not None or not limits.rates:
         return refusal
@@ -161,23 +160,38 @@ class _Held:
     requests_today: int
 
 
-def _held(user_id: int, limits: Limits) -> _Held:
-    """Two queries at most: the replies streaming now, and the month's usage rows (summed here: a
-    handful of rows, and a plain query costs less than building an aggregate)."""
-    streaming = _replies(user_id).filter(status=Message.Status.STREAMING).count()
-    if not (limits.tokens_per_day or limits.tokens_per_month or limits.messages_per_day):
-        return _Held(streaming, 0, 0, 0)
-    today = usage.today()
-    rows = UsageDay.objects.filter(user_id=user_id, day__gte=today.replace(day=1)).values_list(
-        "day", "prompt_tokens", "completion_tokens", "requests"
+def _lock_and_count(user_id: int) -> _Held:
+    """Lock the user's row and read what the database holds of them, in one round trip.
+
+    The lock makes one admission per user at a time on every worker, so the counts cannot race
+    (PostgreSQL: ``FOR UPDATE``; SQLite's transactions take the database's write lock when they
+    begin). One statement with scalar subqueries instead of four queries: on PostgreSQL each is a
+    round trip of about half a millisecond, paid on every message while a limit is set.
+    """
+    users, messages, conversations, usage_days = (
+        connection.ops.quote_name(model._meta.db_table)
+        for model in (get_user_model(), Message, Conversation, UsageDay)
     )
-    month = tokens_today = requests_today = 0
-    for day, prompt, completion, requests in rows:  # a row per model and day: a handful
-        month += prompt + completion
-        if day == today:
-            tokens_today += prompt + completion
-            requests_today += requests
-    return _Held(streaming, tokens_today, month, requests_today)
+    today = usage.today()
+    postgres = connection.vendor == "postgresql"
+    month_start, day = (
+        (today.replace(day=1), today) if postgres else (today.replace(day=1).isoformat(), today.isoformat())
+    )
+    sql = f"""
+        SELECT
+          (SELECT COUNT(*) FROM {messages} m JOIN {conversations} c ON c.id = m.conversation_id
+            WHERE c.owner_id = u.id AND m.role = 'assistant' AND m.status = 'streaming'),
+          (SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM {usage_days}
+            WHERE user_id = u.id AND day = %s),
+          (SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM {usage_days}
+            WHERE user_id = u.id AND day >= %s),
+          (SELECT COALESCE(SUM(requests), 0) FROM {usage_days} WHERE user_id = u.id AND day = %s)
+        FROM {users} u WHERE u.id = %s {"FOR UPDATE OF u" if postgres else ""}
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [day, month_start, day, user_id])
+        row = cursor.fetchone()
+    return _Held(*(int(value) for value in row)) if row else _Held(0, 0, 0, 0)
 
 
 def _database_limits(limits: Limits, held: _Held) -> Refusal | None:
