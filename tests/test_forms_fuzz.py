@@ -1,9 +1,9 @@
 """Every form and query string answers arbitrary input with a page or a plain error, never a 500.
 
 The new-chat form, conversation settings, first run, login, sign-up and invite, the admin's
-provider form and the query strings of the pages: any bytes a browser can send (NUL included; Django decodes anything
-else with replacement), against the simulator on loopback. A provider the admin saved must be one
-every request to it can carry.
+provider form and the query strings of the pages: any bytes a browser can send (NUL included;
+Django decodes anything else with replacement), against the simulator on loopback. A provider the
+admin saved must be one every request to it can carry.
 """
 
 from __future__ import annotations
