@@ -4,10 +4,11 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from chat import account_views
+from chat import account_views, health
 from chat.views import login_or_first_run
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
     path("accounts/login/", login_or_first_run, name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", account_views.signup, name="signup"),

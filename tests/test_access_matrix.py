@@ -43,6 +43,7 @@ MATRIX = [
     ("get", "/usage/", SIGNED_IN),
     ("post", "/preferences/theme/", (302, 303, 303, 303, 303)),
     ("get", "/setup/", (404, 404, 404, 404, 404)),
+    ("get", "/healthz", (200, 200, 200, 200, 200)),
     ("get", "/accounts/login/", (200, 302, 302, 302, 302)),
     ("get", "/accounts/signup/", (403, 403, 403, 403, 403)),
     ("get", "/accounts/invite/no-such-invite/", (410, 410, 410, 410, 410)),
