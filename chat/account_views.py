@@ -6,7 +6,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -27,6 +27,24 @@ def usage_page(request: HttpRequest) -> HttpResponse:
         "sidebar": sidebar.page(user=request.user),
     }
     return render(request, "chat/usage.html", context)
+
+
+class SignInForm(AuthenticationForm):
+    """The sign-in form, which tells an account still waiting for approval so (given its password)."""
+
+    WAITING = "Your account is waiting for an administrator's approval."
+
+    def clean(self) -> dict:
+        try:
+            return super().clean()
+        except ValidationError:
+            username = self.cleaned_data.get("username") or ""
+            password = self.cleaned_data.get("password") or ""
+            if accounts.waiting_for_approval(username):
+                user = get_user_model().objects.get(username=username)
+                if user.check_password(password):
+                    raise ValidationError(self.WAITING, code="waiting") from None
+            raise
 
 
 class SignupForm(UserCreationForm):

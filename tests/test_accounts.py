@@ -51,6 +51,10 @@ def test_approval_mode_makes_an_inactive_account_until_an_admin_approves(
     carol = get_user_model().objects.get(username="carol")
     assert not carol.is_active and accounts.waiting_for_approval("carol")
     assert not client.login(username="carol", password=NEW["password1"])
+    page = client.post("/accounts/login/", {"username": "carol", "password": NEW["password1"]})
+    assert "waiting for an administrator&#x27;s approval" in page.content.decode()
+    wrong = client.post("/accounts/login/", {"username": "carol", "password": "not-it"})
+    assert "waiting for" not in wrong.content.decode()  # says nothing without the password
     assert accounts.decide(AccountRequest.objects.all(), approved=True, by=admin_user) == 1
     assert client.login(username="carol", password=NEW["password1"])
     assert accounts.decide(AccountRequest.objects.all(), approved=False, by=admin_user) == 0  # decided once
