@@ -159,18 +159,36 @@ REDIS_SENTINELS = [
     (host, int(port)) for host, _, port in (item.rpartition(":") for item in env_list("REDIS_SENTINELS", []))
 ]
 REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "mymaster")
+if REDIS_SENTINELS and not REDIS_URL:
+    raise ImproperlyConfigured(
+        "REDIS_SENTINELS needs REDIS_URL too (redis://[:password@]host/db): its database number and "
+        "password apply to whichever server the sentinels name as master"
+    )
 if REDIS_URL:
+    # An idle worker waits on Redis for a while: redis-py's default 5 s socket timeout would read as
+    # an outage every 5 s.
+    _redis_host: dict[str, object] = {"address": REDIS_URL, "socket_timeout": 30}
+    if REDIS_SENTINELS:
+        _redis_url = urlsplit(REDIS_URL)
+        # The sentinels are asked which server is the master (chat/redis_client.py says when).
+        _redis_host = {
+            "master_name": REDIS_SENTINEL_MASTER,
+            "sentinels": REDIS_SENTINELS,
+            "socket_timeout": 30,
+            # A deposed master that no longer answers must not hold a worker for the full 30 s.
+            "socket_connect_timeout": 5,
+            "db": int(_redis_url.path.lstrip("/") or 0),
+            "username": unquote(_redis_url.username or "") or None,
+            "password": unquote(_redis_url.password or "") or None,
+            "ssl": _redis_url.scheme == "rediss",
+        }
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "chat.redis_client.SentinelChannelLayer"
+            if REDIS_SENTINELS
+            else "channels_redis.core.RedisChannelLayer",
             # One channel per worker process carries every frame it relays, so allow a deep queue.
-            # An idle worker waits on Redis for a while: redis-py's default 5 s socket timeout
-            # would read as an outage every 5 s.
-            "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
-                "capacity": 10000,
-                "expiry": 30,
-            },
+            "CONFIG": {"hosts": [_redis_host], "capacity": 10000, "expiry": 30},
         }
     }
 else:
@@ -328,3 +346,10 @@ CHAT_MAX_UPSTREAM_STREAMS = env_int("CHAT_MAX_UPSTREAM_STREAMS", 0)
 # --- Oversight ------------------------------------------------------------------
 # Tell users on their conversation's page when an administrator read it in the admin.
 CHAT_AUDIT_NOTIFY_USERS = env_bool("CHAT_AUDIT_NOTIFY_USERS", True)
+
+# --- Retention ------------------------------------------------------------------
+# `manage.py purge_conversations` (from cron or a systemd timer) deletes conversations last
+# updated more than this many days ago. Empty or 0: conversations are kept forever.
+CHAT_RETENTION_DAYS = env_int("CHAT_RETENTION_DAYS", 0) or None
+if CHAT_RETENTION_DAYS is not None and CHAT_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured(f"CHAT_RETENTION_DAYS must be a number of days, not {CHAT_RETENTION_DAYS}")

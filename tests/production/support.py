@@ -162,14 +162,19 @@ class RedisServer:
                 client.close()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, and SIGKILL if it is still there 10 s later."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def redis_server_binary() -> str | None:
@@ -390,16 +395,24 @@ class Page:
 
 
 async def follow_to_end(
-    worker: Worker, conversation: str, cookies: dict[str, str], reply_id: int, *, within: float
+    worker: Worker,
+    conversation: str,
+    cookies: dict[str, str],
+    reply_id: int,
+    *,
+    within: float,
+    page: Page | None = None,
 ) -> tuple[Page, int]:
     """Keep a page open on ``worker`` until the reply ends, reconnecting (as the page does) on a resync close.
 
-    Returns the last page and how many times it had to resync.
+    Starts with ``page`` when given (one already open), else opens one. Returns the last page and
+    how many times it had to resync.
     """
     deadline = time.monotonic() + within
     resyncs = 0
     while True:
-        page = await Page.open(worker, conversation, cookies, resync_ok=True)
+        if page is None or page.closed:
+            page = await Page.open(worker, conversation, cookies, resync_ok=True)
         while page.statuses.get(reply_id) not in TERMINAL and not page.closed:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
