@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from chat import accounts, limits, sidebar, usage
+from chat import accounts, limits, login_throttle, sidebar, usage
 
 
 @login_required
@@ -29,7 +29,38 @@ def usage_page(request: HttpRequest) -> HttpResponse:
     return render(request, "chat/usage.html", context)
 
 
-class SignInForm(AuthenticationForm):
+class ThrottledSignIn:
+    """A sign-in form that counts each try before its password is checked, and refuses over the limits.
+
+    ``lockout`` says which limit refused it (``respond_to_lockout`` makes the page a 429).
+    """
+
+    lockout: login_throttle.Lockout | None = None
+
+    def clean(self) -> dict:
+        username = self.cleaned_data.get("username") or ""
+        if not (username and self.cleaned_data.get("password")):
+            return super().clean()  # nothing to check: the form says what is missing
+        address = login_throttle.address_of(self.request)
+        self.lockout = login_throttle.attempt(username, address)
+        if self.lockout is not None:
+            raise ValidationError(self.lockout.message, code="throttled")
+        cleaned = super().clean()  # a wrong password raises: the try stays counted
+        login_throttle.succeeded(username, address)
+        return cleaned
+
+
+def respond_to_lockout(response: HttpResponse) -> HttpResponse:
+    """The sign-in page as rendered, with status 429 and ``Retry-After`` when a lockout refused it."""
+    form = (getattr(response, "context_data", None) or {}).get("form")
+    lockout = getattr(form, "lockout", None)
+    if lockout is not None:
+        response.status_code = 429
+        response["Retry-After"] = str(lockout.retry_after)
+    return response
+
+
+class SignInForm(ThrottledSignIn, AuthenticationForm):
     """The sign-in form, which tells an account still waiting for approval so (given its password)."""
 
     WAITING = "Your account is waiting for an administrator's approval."
@@ -38,6 +69,8 @@ class SignInForm(AuthenticationForm):
         try:
             return super().clean()
         except ValidationError:
+            if self.lockout is not None:
+                raise
             username = self.cleaned_data.get("username") or ""
             password = self.cleaned_data.get("password") or ""
             if accounts.waiting_for_approval(username):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction
+from django.conf import settings
+from django.core.exceptions import MiddlewareNotUsed
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.utils.decorators import sync_and_async_middleware
 
@@ -41,5 +43,37 @@ def refuse_nul_in_query(get_response: Callable) -> Callable:
 
         def middleware(request: HttpRequest) -> HttpResponse:
             return _nul_in_query(request) or get_response(request)
+
+    return middleware
+
+
+def _client_address(request: HttpRequest) -> None:
+    """Behind the proxy (``DJANGO_BEHIND_PROXY``), the client is the address it appended last.
+
+    nginx's ``$proxy_add_x_forwarded_for`` appends the address it was reached from to whatever the
+    client sent, so only the last entry is the proxy's word; earlier ones are the client's claims.
+    """
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    last = forwarded.rpartition(",")[2].strip()
+    if last:
+        request.META["REMOTE_ADDR"] = last
+
+
+@sync_and_async_middleware
+def client_address(get_response: Callable) -> Callable:
+    """Put the client's address in ``REMOTE_ADDR`` (audit log, sign-in throttling, log lines)."""
+    if not settings.BEHIND_PROXY:
+        raise MiddlewareNotUsed
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request: HttpRequest) -> HttpResponse:
+            _client_address(request)
+            return await get_response(request)
+
+    else:
+
+        def middleware(request: HttpRequest) -> HttpResponse:
+            _client_address(request)
+            return get_response(request)
 
     return middleware

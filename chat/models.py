@@ -432,3 +432,20 @@ class TranscriptView(models.Model):
 
     def __str__(self) -> str:
         return f"{self.viewer_name} read {self.owner_name}'s conversation at {self.viewed_at:%Y-%m-%d %H:%M}"
+
+
+class LoginFailures(models.Model):
+    """Failed sign-ins for one username or address within a window (``chat.login_throttle``).
+
+    Used only without Redis; ``key`` is ``user:<hash>`` or ``addr:<address>``, never a name.
+    """
+
+    key = models.CharField(max_length=100, unique=True)
+    failures = models.PositiveIntegerField(default=0)
+    window_ends = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name_plural = "login failures"
+
+    def __str__(self) -> str:
+        return f"{self.failures} failed sign-ins for {self.key} until {self.window_ends:%Y-%m-%d %H:%M}"

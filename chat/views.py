@@ -31,7 +31,7 @@ from chat import (
     sidebar,
     turns,
 )
-from chat.account_views import SignInForm
+from chat.account_views import SignInForm, respond_to_lockout
 from chat.forms import ConversationSettingsForm, FirstAdminForm, ImportForm
 from chat.importers import ImportFormatError
 from chat.models import Conversation, Message
@@ -313,9 +313,10 @@ def login_or_first_run(request: HttpRequest) -> HttpResponse:
     """The login page, or the first-run page while no account exists."""
     if not get_user_model().objects.exists():
         return redirect("chat:first_run")
-    return auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=SignInForm)(
+    response = auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=SignInForm)(
         request
     )
+    return respond_to_lockout(response)
 
 
 @login_required

@@ -89,9 +89,31 @@ SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-local-demo-key-set-DJANGO_SE
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+# --- HTTPS ------------------------------------------------------------------------
+# DJANGO_HTTPS: the site is served over HTTPS (by Daphne, or by a proxy in front). Cookies then
+# travel over HTTPS only, plain HTTP is redirected (but /healthz, which balancers ask over HTTP),
+# and browsers are told to use nothing else for DJANGO_HSTS_SECONDS.
+# DJANGO_BEHIND_PROXY: a proxy in front sets X-Forwarded-Proto and appends the client's address
+# to X-Forwarded-For; both are trusted only then (else anyone could claim to be on HTTPS, or
+# anywhere). Only set it when every request comes through that proxy.
+HTTPS = env_bool("DJANGO_HTTPS", False)
+BEHIND_PROXY = env_bool("DJANGO_BEHIND_PROXY", False)
+if BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+# The page sends the CSRF token from its own markup (hx-headers), never from the cookie.
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+# Only a request to hstspreload.org puts a domain on the browsers' list; this just allows one.
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "chat.apps.ChatAdminConfig",  # django.contrib.admin on the site's AdminSite
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -102,6 +124,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "chat.middleware.client_address",
     "chat.log_context.request_ids",
     "django.middleware.security.SecurityMiddleware",
     "chat.middleware.refuse_nul_in_query",
@@ -149,6 +172,28 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # PostgreSQL handshake) on every trip would cost more than the trip. Checked before reuse.
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 300)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+# DATABASE_POOL: psycopg's connection pool, one per worker process, shared by its threads: a worker
+# holds at most DATABASE_POOL_MAX_SIZE connections, whatever it serves. Connections go back to the
+# pool after each request or database trip, so persistent connections are off.
+DATABASE_POOL = env_bool("DATABASE_POOL", False)
+# DATABASE_PGBOUNCER: connections go through PgBouncer in transaction mode, where consecutive
+# transactions may run on different server connections: no server-side cursors and no prepared
+# statements (psycopg prepares repeated queries by default), which would be lost between them.
+DATABASE_PGBOUNCER = env_bool("DATABASE_PGBOUNCER", False)
+if (DATABASE_POOL or DATABASE_PGBOUNCER) and not _POSTGRES:
+    raise ImproperlyConfigured("DATABASE_POOL and DATABASE_PGBOUNCER need a postgres:// DATABASE_URL")
+if DATABASE_POOL:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env_int("DATABASE_POOL_MIN_SIZE", 2),
+        "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20),
+        # A request waits this long for a free connection before it fails with a clear error.
+        "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0),
+    }
+if DATABASE_PGBOUNCER:
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
@@ -342,6 +387,17 @@ CHAT_LIMIT_TOKENS_PER_DAY = env_int("CHAT_LIMIT_TOKENS_PER_DAY", 0)
 CHAT_LIMIT_TOKENS_PER_MONTH = env_int("CHAT_LIMIT_TOKENS_PER_MONTH", 0)
 # Replies streaming from upstream at once, across every worker of the instance.
 CHAT_MAX_UPSTREAM_STREAMS = env_int("CHAT_MAX_UPSTREAM_STREAMS", 0)
+
+# --- Sign-in throttling ----------------------------------------------------------
+# After this many failed sign-ins for one username, or from one address, within
+# CHAT_LOGIN_LOCKOUT_SECONDS, sign-in is refused (429) until that window ends, the right password
+# included. Counted in Redis when REDIS_URL is set, else in the database: every worker sees them.
+# 0: not counted.
+CHAT_LOGIN_FAILURES_PER_USERNAME = env_int("CHAT_LOGIN_FAILURES_PER_USERNAME", 5)
+CHAT_LOGIN_FAILURES_PER_ADDRESS = env_int("CHAT_LOGIN_FAILURES_PER_ADDRESS", 20)
+CHAT_LOGIN_LOCKOUT_SECONDS = env_int("CHAT_LOGIN_LOCKOUT_SECONDS", 900)
+if CHAT_LOGIN_LOCKOUT_SECONDS <= 0:
+    raise ImproperlyConfigured("CHAT_LOGIN_LOCKOUT_SECONDS must be a positive number of seconds")
 
 # --- Oversight ------------------------------------------------------------------
 # Tell users on their conversation's page when an administrator read it in the admin.

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
 
+import httpx
 import pytest
 import redis
 
@@ -81,3 +84,32 @@ async def test_two_sockets_on_two_workers_cannot_exceed_the_concurrent_reply_lim
     assert sorted(row["status"] for row in rows) == ["complete", "error"]
     await page_a.close()
     await page_b.close()
+
+
+def failed_sign_in(worker, username: str) -> int:
+    """One wrong password through ``worker``'s sign-in form; its status (200: checked, 429: refused)."""
+    with httpx.Client(base_url=worker.url, timeout=20) as client:
+        form = client.get("/accounts/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+        answer = client.post(
+            "/accounts/login/",
+            data={"username": username, "password": "a wrong guess", "csrfmiddlewaretoken": token},
+        )
+    assert answer.status_code in {200, 429}, answer.text[:500]
+    return answer.status_code
+
+
+@pytest.mark.parametrize("counted_in", ["redis", "database"])
+async def test_a_burst_of_sign_ins_across_two_workers_gets_no_more_password_checks_than_allowed(
+    spawn, counted_in, redis_url
+):
+    site = spawn(
+        redis_url=redis_url if counted_in == "redis" else "",
+        CHAT_LOGIN_FAILURES_PER_USERNAME=4,
+        CHAT_LOGIN_FAILURES_PER_ADDRESS=0,
+    )
+    username = f"guessed-{uuid.uuid4().hex[:8]}"
+    workers = [site.a, site.b] * 6
+    statuses = await asyncio.gather(*(asyncio.to_thread(failed_sign_in, w, username) for w in workers))
+    assert sorted(statuses) == [200] * 4 + [429] * 8
+    assert {failed_sign_in(site.a, username), failed_sign_in(site.b, username)} == {429}
