@@ -10,8 +10,11 @@ STAMP := $(VENV)/.installed
 # The interpreter named by .python-version: pyenv's when it has it, else pythonX.Y on PATH.
 PYTHON ?= $(shell (command -v pyenv >/dev/null 2>&1 && pyenv which python 2>/dev/null) || command -v python$(PYTHON_VERSION))
 
-.PHONY: run test lint format browser-deps clean prod-local bench
+.PHONY: run test lint format system-deps browser-deps clean prod-local bench
 
+DEV_STAMP := $(VENV)/.installed-dev
+
+# The server's packages only (requirements.txt): what `make run` needs.
 $(STAMP): requirements.txt .python-version
 	@if [ ! -x "$(PY)" ] || ! $(PY) -c 'import sys; v = "$(PYTHON_VERSION)".split("."); sys.exit(list(map(str, sys.version_info[:len(v)])) != v)'; then \
 		test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (see .python-version)"; exit 1; }; \
@@ -21,6 +24,11 @@ $(STAMP): requirements.txt .python-version
 	fi
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $(STAMP)
+
+# Plus the tests and the development tools (requirements-dev.txt), for test, lint and bench.
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(DEV_STAMP)
 
 run: $(STAMP)
 	$(PY) manage.py migrate --noinput
@@ -45,32 +53,40 @@ prod-local: $(STAMP)
 	done; \
 	wait
 
-test: $(STAMP) browser-deps lint
+test: $(DEV_STAMP) system-deps lint
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Browser tests drive Debian's Chromium; install it when missing and we may.
-browser-deps:
-	@if ! command -v chromium >/dev/null 2>&1; then \
+# What the tests drive besides Python: Debian's Chromium (browser tests), nginx (the deployment's
+# site config, with real workers behind it) and PgBouncer (transaction pooling). Installed when
+# missing and we may (root with apt-get); otherwise the tests that need them skip, saying why.
+SYSTEM_PACKAGES := chromium:chromium nginx:nginx-light pgbouncer:pgbouncer
+system-deps:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		command -v "$${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/$${pair%%:*}" ] || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "Installing chromium for the browser tests"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+			echo "Installing$$missing for the tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "chromium is not installed and cannot be installed here: browser tests will be skipped"; \
+			echo "Not installed and cannot be installed here:$$missing (the tests that need them will be skipped)"; \
 		fi; \
 	fi
+
+browser-deps: system-deps
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
 
 # Figures against the project's upstream simulator over loopback, with a real Daphne worker (and a
 # throwaway PostgreSQL database when one is reachable). BENCH_ARGS=--quick for a shorter run.
-bench: $(STAMP)
+bench: $(DEV_STAMP) system-deps
 	$(PY) -m bench $(BENCH_ARGS)

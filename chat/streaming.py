@@ -25,6 +25,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import connection
 
 from chat import context, fanout, log_context, providers, rendering, selectors, services, titles
 from chat.incremental import IncrementalMarkdown
@@ -55,6 +56,24 @@ def in_worker_thread(func: Any) -> Any:
     requests (a checkpoint stuck in that queue would let the reply's lease lapse).
     """
     return database_sync_to_async(func, thread_sensitive=False)
+
+
+def _nothing() -> None:
+    return None
+
+
+async def release_connection() -> None:
+    """Give the caller's database connection back (to the pool) before waiting on ``in_worker_thread``.
+
+    With ``DATABASE_POOL`` connections are not kept, but a request's thread keeps the one it used
+    (for its session and user, say) until the response is sent. A request that held it while it
+    waited for a database trip on another thread would deadlock once every connection of the pool
+    were held that way: a burst of new chats as large as the pool. ``database_sync_to_async``
+    closes the connection of the thread it runs on after the call, and that thread is the caller's.
+    Without a pool (connections kept for ``CONN_MAX_AGE``) there is nothing to give back.
+    """
+    if connection.settings_dict.get("CONN_MAX_AGE") == 0:
+        await database_sync_to_async(_nothing)()
 
 
 UNEXPECTED_ERROR = "Something went wrong while writing the reply; the text so far is kept."

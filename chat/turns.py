@@ -243,6 +243,7 @@ async def _store_and_start(service: Any, **kwargs: Any) -> services.PostedTurn:
         raise ValidationError(RESTARTING)
     hub = await fanout.get_hub()
     kwargs["worker"] = hub.name
+    await streaming.release_connection()
     try:
         prepared = await streaming.in_worker_thread(_prepare)(service, kwargs)
     except ValidationError as exc:

@@ -170,10 +170,14 @@ def spawn(request, redis_url, postgres, sim, account) -> Iterator[Spawn]:
         for name in names:
             own = {key: str(value) for key, value in overrides.get(name, {}).items()}
             env = base_env(
-                DATABASE_URL=postgres.url,
-                REDIS_URL=redis_url,
-                CHAT_API_BASE=sim.base_url,
-                **{**WORKER_SETTINGS, **common, **own},
+                **{
+                    "DATABASE_URL": postgres.url,
+                    "REDIS_URL": redis_url,
+                    "CHAT_API_BASE": sim.base_url,
+                    **WORKER_SETTINGS,
+                    **common,
+                    **own,
+                }
             )
             specs.append((name, env))
         workers = start_workers(specs)
