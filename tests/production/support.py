@@ -226,7 +226,10 @@ async def start_conversation(worker: Worker, cookies: dict[str, str], text: str,
     """POST the new-chat form (which starts the reply on ``worker``); return the conversation's id."""
     async with httpx.AsyncClient(base_url=worker.url, cookies=cookies, timeout=10) as client:
         answer = await client.post(
-            "/c/new/", data={"text": text, "model": model}, headers={"X-CSRFToken": cookies["csrftoken"]}
+            "/c/new/",
+            data={"text": text, "model": model},
+            # As a browser sends them (over HTTPS, Django's CSRF check requires the Origin).
+            headers={"X-CSRFToken": cookies["csrftoken"], "Origin": worker.url},
         )
     assert answer.status_code == 303, f"new chat answered {answer.status_code}: {answer.text[:500]}"
     match = re.fullmatch(r"/c/([0-9a-f-]{36})/", answer.headers["location"])
