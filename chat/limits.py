@@ -161,12 +161,15 @@ class _Held:
 
 
 def _lock_and_count(user_id: int) -> _Held:
-    """Lock the user's row and read what the database holds of them, in one round trip.
+    """Lock the user's row, then read what the database holds of them.
 
     The lock makes one admission per user at a time on every worker, so the counts cannot race
     (PostgreSQL: ``FOR UPDATE``; SQLite's transactions take the database's write lock when they
-    begin). One statement with scalar subqueries instead of four queries: on PostgreSQL each is a
-    round trip of about half a millisecond, paid on every message while a limit is set.
+    begin). On PostgreSQL the lock is a statement of its own: a statement reads the database as it
+    was when the statement began, so counts read in the statement that waited for the lock would
+    miss the reply the lock's holder just committed (two workers admitted two replies under a
+    limit of one that way). The counts are then one statement with scalar subqueries instead of
+    four queries: each is a round trip of about half a millisecond.
     """
     users, messages, conversations, usage_days = (
         connection.ops.quote_name(model._meta.db_table)
@@ -186,9 +189,11 @@ def _lock_and_count(user_id: int) -> _Held:
           (SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM {usage_days}
             WHERE user_id = u.id AND day >= %s),
           (SELECT COALESCE(SUM(requests), 0) FROM {usage_days} WHERE user_id = u.id AND day = %s)
-        FROM {users} u WHERE u.id = %s {"FOR UPDATE OF u" if postgres else ""}
+        FROM {users} u WHERE u.id = %s
     """
     with connection.cursor() as cursor:
+        if postgres:
+            cursor.execute(f"SELECT 1 FROM {users} WHERE id = %s FOR UPDATE", [user_id])
         cursor.execute(sql, [day, month_start, day, user_id])
         row = cursor.fetchone()
     return _Held(*(int(value) for value in row)) if row else _Held(0, 0, 0, 0)
