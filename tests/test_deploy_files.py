@@ -18,7 +18,14 @@ ALIASES = {"CHAT_READ_TIMEOUT"}
 
 def settings_variables() -> set[str]:
     source = (ROOT / "chatsite" / "settings.py").read_text()
-    return set(re.findall(r'env_(?:str|bool|int|float|list)\("([A-Z0-9_]+)"', source)) - ALIASES
+    typed = re.findall(r'env_(?:str|bool|int|float|list)\("([A-Z0-9_]+)"', source)
+    direct = re.findall(r'os\.(?:environ\.get\(|environ\[|getenv\()"([A-Z0-9_]+)"', source)
+    return set(typed + direct) - ALIASES
+
+
+def shutdown_grace_default() -> float:
+    source = (ROOT / "chatsite" / "settings.py").read_text()
+    return float(re.search(r'env_float\("CHAT_SHUTDOWN_GRACE_SECONDS", ([\d.]+)\)', source).group(1))
 
 
 def example_variables() -> set[str]:
@@ -74,13 +81,48 @@ def test_systemd_accepts_the_units(tmp_path):
 
 
 def test_the_worker_unit_outlasts_the_shutdown_grace_and_runs_one_worker_per_port():
-    from django.conf import settings
-
     unit = (DEPLOY / "systemd" / "chat@.service").read_text()
     assert "-p %i chatsite.asgi:application" in unit
     stop = int(re.search(r"^TimeoutStopSec=(\d+)$", unit, re.MULTILINE).group(1))
-    assert stop > settings.CHAT_SHUTDOWN_GRACE_SECONDS + 10
+    assert stop > shutdown_grace_default() + 10
     assert "Requires=chat-migrate.service" in unit
+
+
+def test_compose_gives_stopping_workers_the_shutdown_grace_too():
+    compose = (DEPLOY / "compose.yaml").read_text()
+    stop = int(re.search(r"stop_grace_period: (\d+)s", compose).group(1))
+    assert stop > shutdown_grace_default() + 10
+
+
+def test_every_management_command_the_deploy_files_run_exists():
+    from django.core.management import get_commands
+
+    files = [*sorted((DEPLOY / "systemd").iterdir()), DEPLOY / "Dockerfile", DEPLOY / "compose.yaml"]
+    named = set()
+    for path in files:
+        named |= set(re.findall(r'manage\.py"?,? "?([a-z_]+)', path.read_text()))
+    assert {"migrate", "collectstatic", "sweep_replies", "purge_conversations"} <= named
+    assert named <= set(get_commands())
+
+
+def test_each_timer_starts_a_service_that_exists():
+    timers = sorted((DEPLOY / "systemd").glob("*.timer"))
+    assert {timer.stem for timer in timers} == {"chat-sweep", "chat-purge"}
+    for timer in timers:
+        assert (timer.with_suffix(".service")).exists()
+    assert "OnCalendar=hourly" in (DEPLOY / "systemd" / "chat-sweep.timer").read_text()
+    assert "purge_conversations --yes" in (DEPLOY / "systemd" / "chat-purge.service").read_text()
+
+
+def test_nginx_serves_the_static_files_chat_migrate_collects():
+    migrate = (DEPLOY / "systemd" / "chat-migrate.service").read_text()
+    assert "manage.py collectstatic --noinput" in migrate
+    home = re.search(r"^WorkingDirectory=(\S+)$", migrate, re.MULTILINE).group(1)
+    site = (DEPLOY / "nginx" / "chat.conf").read_text()
+    static = site[site.index("location /static/") :]
+    static = static[: static.index("}")]
+    # STATIC_ROOT's default is staticfiles/ in the project, the working directory.
+    assert f"alias {home}/staticfiles/;" in static
 
 
 def test_the_image_installs_the_server_packages_only():
@@ -116,3 +158,9 @@ def test_the_nginx_sites_upgrade_sockets_and_keep_long_streams_open(name):
     assert "proxy_read_timeout 1h;" in sockets and "proxy_buffering off;" in sockets
     assert "X-Forwarded-Proto $scheme" in sockets and "X-Forwarded-For $proxy_add_x_forwarded_for" in sockets
     assert "map $http_upgrade $connection_upgrade" in site
+    assert "X-Request-ID $request_id" in sockets
+
+
+def test_the_nginx_site_leaves_hsts_to_the_site():
+    # Django sends it (DJANGO_HTTPS, DJANGO_HSTS_SECONDS): a second copy from nginx would disagree.
+    assert "Strict-Transport-Security" not in (DEPLOY / "nginx" / "chat.conf").read_text()

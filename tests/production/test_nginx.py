@@ -1,9 +1,9 @@
-"""deploy/nginx/chat.conf, as shipped, in front of two workers: TLS, sockets, redirects, ids.
+"""deploy/nginx/chat.conf, as shipped, in front of two workers: TLS, sockets, redirects, ids, static.
 
 The test runs a real nginx on the site file, changing only what belongs to one machine (ports,
-certificate paths, the workers' addresses), with a certificate of its own for 127.0.0.1 that the
-test's clients trust. The workers run with DJANGO_HTTPS and DJANGO_BEHIND_PROXY, as behind it in
-production.
+certificate paths, the workers' addresses, the collected static directory), with a certificate of
+its own for 127.0.0.1 that the test's clients trust. The workers run with DJANGO_HTTPS and
+DJANGO_BEHIND_PROXY, as behind it in production.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import ROOT
+from tests.processes import ROOT, base_env, manage
 from tests.production.conftest import PASSWORD, USERNAME, unavailable
 from tests.production.support import Page, free_port, full_reply, start_conversation, stop_process
 
@@ -65,7 +65,7 @@ def certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def render_site(workers: list[int], front: Front, cert: Path, key: Path) -> str:
+def render_site(workers: list[int], front: Front, cert: Path, key: Path, static: Path) -> str:
     """The shipped site with this machine's ports and paths (IPv6 listeners dropped)."""
     site = SITE.read_text()
     replaced = {
@@ -74,6 +74,7 @@ def render_site(workers: list[int], front: Front, cert: Path, key: Path) -> str:
         r"listen 443 ssl http2;": f"listen 127.0.0.1:{front.port} ssl http2;",
         r"ssl_certificate\s+\S+;": f"ssl_certificate {cert};",
         r"ssl_certificate_key\s+\S+;": f"ssl_certificate_key {key};",
+        r"alias /srv/chat/staticfiles/;": f"alias {static}/;",
     }
     for pattern, replacement in replaced.items():
         site, count = re.subn(pattern, replacement, site, flags=re.MULTILINE)
@@ -96,14 +97,18 @@ def nginx_binary() -> str:
 
 
 @pytest.fixture
-def front(spawn, nginx_binary, monkeypatch) -> Iterator[tuple[Front, object]]:
-    """nginx on the shipped site in front of workers A and B; yields it and the workers' site."""
+def front(spawn, nginx_binary, monkeypatch) -> Iterator[tuple[Front, object, Path]]:
+    """nginx on the shipped site in front of workers A and B; yields it, the workers' site and its log."""
     site = spawn(DJANGO_HTTPS="true", DJANGO_BEHIND_PROXY="true", sign_in=False)
     directory = Path(tempfile.mkdtemp(prefix="nginx-"))
     directory.chmod(0o777)  # nginx's workers run unprivileged when the tests run as root
     cert, key = certificate(directory)
+    # What chat-migrate.service does before the workers start, into the directory nginx serves.
+    static = directory / "staticfiles"
+    manage(base_env(DJANGO_STATIC_ROOT=str(static)), "collectstatic", "--noinput")
     proxy = Front(port=free_port(), plain_port=free_port())
-    (directory / "chat.conf").write_text(render_site([w.port for w in site.workers], proxy, cert, key))
+    workers = [w.port for w in site.workers]
+    (directory / "chat.conf").write_text(render_site(workers, proxy, cert, key, static))
     temp = " ".join(
         f"{kind}_temp_path {directory / kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -111,7 +116,9 @@ def front(spawn, nginx_binary, monkeypatch) -> Iterator[tuple[Front, object]]:
     (directory / "nginx.conf").write_text(
         f"worker_processes 1;\npid {directory / 'nginx.pid'};\nerror_log {directory / 'error.log'} warn;\n"
         "events { worker_connections 256; }\n"
-        f"http {{ access_log {directory / 'access.log'}; {temp} include {directory / 'chat.conf'}; }}\n"
+        # The log shows which request id nginx gave each request.
+        f"http {{ log_format ids '$request_id $request_uri'; access_log {directory / 'access.log'} ids; "
+        f"{temp} include {directory / 'chat.conf'}; }}\n"
     )
     checked = subprocess.run(
         [nginx_binary, "-t", "-p", str(directory), "-c", str(directory / "nginx.conf")],
@@ -138,7 +145,7 @@ def front(spawn, nginx_binary, monkeypatch) -> Iterator[tuple[Front, object]]:
                     log = (directory / "error.log").read_text(errors="replace")
                     raise RuntimeError(f"nginx did not start:\n{log}") from None
                 time.sleep(0.05)
-        yield proxy, site
+        yield proxy, site, directory / "access.log"
     finally:
         stop_process(process)
         shutil.rmtree(directory, ignore_errors=True)
@@ -160,7 +167,7 @@ def sign_in(proxy: Front) -> dict[str, str]:
 
 
 async def test_a_reply_streams_through_the_shipped_nginx_site_over_tls(front):
-    proxy, site = front
+    proxy, site, access_log = front
     async with httpx.AsyncClient(timeout=5) as client:
         plain = await client.get(f"http://127.0.0.1:{proxy.plain_port}/accounts/login/")
         assert plain.status_code == 301
@@ -168,12 +175,26 @@ async def test_a_reply_streams_through_the_shipped_nginx_site_over_tls(front):
         health = await client.get(f"http://127.0.0.1:{proxy.plain_port}/healthz")
         assert health.json()["status"] == "ok"
 
-        page = await client.get(f"{proxy.url}/accounts/login/")
-        assert page.headers["strict-transport-security"].startswith("max-age=31536000")
-        # nginx's id for the request is the one the site logs and answers with.
-        assert re.fullmatch(r"[0-9a-f]{32}", page.headers["x-request-id"])
+        # The workers speak plain HTTP: HSTS (sent on secure requests only) shows that they took
+        # nginx's X-Forwarded-Proto. Sent once: nginx adds no copy of its own.
+        page = await client.get(f"{proxy.url}/accounts/login/", headers={"X-Request-ID": "from-a-client"})
+        assert page.status_code == 200
+        assert page.headers.get_list("strict-transport-security") == [
+            "max-age=31536000; includeSubDomains; preload"
+        ]
+        # nginx's id for the request, not the client's, is the one the site logs and answers with.
+        request_id = page.headers["x-request-id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+
+        # Static files come from the collected directory: no worker answers them (a worker's
+        # answer carries a request id).
         static = await client.get(f"{proxy.url}/static/chat/vendor/htmx-2.0.11.min.js")
-        assert static.status_code == 200 and len(static.content) > 10_000
+        assert static.status_code == 200
+        assert static.content == (ROOT / "static" / "chat" / "vendor" / "htmx-2.0.11.min.js").read_bytes()
+        assert "x-request-id" not in static.headers
+        assert static.headers["cache-control"] == "max-age=60"
+        assert static.headers["x-content-type-options"] == "nosniff"
+        assert static.headers["etag"]
 
     cookies = await asyncio.to_thread(sign_in, proxy)
     text = "Through nginx and TLS, please"
@@ -185,3 +206,5 @@ async def test_a_reply_streams_through_the_shipped_nginx_site_over_tls(front):
     row = await site.db.reply(reply["id"])
     assert row["content"] == full_reply(text, 60)
     await watching.close()
+
+    assert f"{request_id} /accounts/login/" in access_log.read_text()
