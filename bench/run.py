@@ -11,7 +11,8 @@ Figures (``--only``): render (Markdown rendering cost, in-process), search (100,
 SQLite and PostgreSQL, in child processes), long (1,000 messages against 2: open and send, a worker
 of its own), limits (the limit check's cost per message on the database and on Redis, in child
 processes), import (a 100 MB export file: time, write lock, peak memory, in child processes),
-memory, ttft, lag, streams,
+read (the upstream reader's CPU per chunk on each network backend, in a child process), memory,
+ttft, lag, streams,
 md-bytes and md-streams (Markdown replies through the app), browser, db.
 """
 
@@ -41,6 +42,7 @@ from bench import (
     render,
     scenarios,
     search,
+    upstream_read,
 )
 from bench.app import App, start_app
 from bench.report import Report, cpu_pct, log, problems_text, verdict
@@ -54,6 +56,7 @@ FIGURES = (
     "import",
     "memory",
     "ttft",
+    "read",
     "lag",
     "streams",
     "md-bytes",
@@ -222,6 +225,13 @@ async def measure(args: argparse.Namespace, workdir: Path, report: Report) -> No
     apps: list[App] = []
     postgres: Postgres | None = None
     try:
+        if "read" in args.only:  # the simulator only, before any worker starts
+            try:
+                upstream_read.figures(api_base=base, report=report)
+            except Exception as exc:
+                report.failed("Upstream read CPU per chunk", exc)
+        if not args.only - {"render", "search", "long", "limits", "import", "read"}:
+            return
         if "db" in args.only:
             try:
                 postgres = await _start_postgres(args, workdir, report, simulator, base, apps)

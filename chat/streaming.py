@@ -76,6 +76,28 @@ async def release_connection() -> None:
         await database_sync_to_async(_nothing)()
 
 
+# The live replies of a worker between which the coalescing window widens (``coalescing_window``).
+QUIET_REPLIES = 10
+BUSY_REPLIES = 100
+
+
+def coalescing_window(live: int) -> float:
+    """Seconds a reply's text waits after a frame, for a worker writing ``live`` replies.
+
+    ``CHAT_COALESCE_MS`` up to ``QUIET_REPLIES``, then linearly wider, to ``CHAT_COALESCE_MAX_MS``
+    from ``BUSY_REPLIES`` on. Each frame costs the worker about the same whatever it carries, so
+    a busy worker sends fewer, fuller ones: at 20 tokens a second a reply's tokens come 50 ms
+    apart, one per frame under a 30 ms window, two or three under 120 ms. Still well under what a
+    reader notices, and a frame's newest token waits less than the window.
+    """
+    low, high = settings.CHAT_COALESCE_MS / 1000, settings.CHAT_COALESCE_MAX_MS / 1000
+    if live <= QUIET_REPLIES:
+        return low
+    if live >= BUSY_REPLIES:
+        return high
+    return low + (high - low) * (live - QUIET_REPLIES) / (BUSY_REPLIES - QUIET_REPLIES)
+
+
 UNEXPECTED_ERROR = "Something went wrong while writing the reply; the text so far is kept."
 # Seconds before each attempt to record an ending (``services.ending_attempts``).
 ENDING_PAUSES = (0.0, 0.1, 0.5, 2.0)
@@ -111,7 +133,6 @@ class Generation:
         self._holding = False  # within the coalescing window after a frame: text waits
         self._saved_length = 0
         self._saved_at = time.monotonic()
-        self._save_task: asyncio.Task[None] | None = None
         self._checkpoint_failed = False
         self._cancel_status = Message.Status.STOPPED
         self.task: asyncio.Task[None] | None = None
@@ -153,6 +174,8 @@ class Generation:
         usage: Usage | None = None
         status, error = Message.Status.COMPLETE, ""
         publisher = asyncio.create_task(self._publish_loop(), name=f"publish-{self.reply_id}")
+        upkeep = _upkeep()
+        upkeep.join(self)
         try:
             request = self.request
             if request is None:
@@ -197,6 +220,7 @@ class Generation:
             logger.exception("Reply %s (%s) failed", self.reply_id, self.request_id)
             status, error = Message.Status.ERROR, UNEXPECTED_ERROR
         finally:
+            upkeep.leave(self)  # the ending saves the text itself
             self._closing.set()
             self._wake.set()
             try:
@@ -210,8 +234,7 @@ class Generation:
             self._reasoning.extend(self._pending_reasoning)
             self._pending.clear()
             self._pending_reasoning.clear()
-            if self._save_task is not None:
-                await asyncio.shield(self._save_task)  # (it never raises: failures are logged)
+            await asyncio.shield(upkeep.settled(self))  # no checkpoint of this reply still on its way
             ending = services.ReplyEnding(
                 status=status,
                 text=self.published_text,
@@ -234,18 +257,11 @@ class Generation:
     async def _publish_loop(self) -> None:
         """Publish the first delta at once, then at most one frame per coalescing window.
 
-        Between frames it also keeps the row current: the text at most every checkpoint
-        interval, and the lease at least every third of its length even when no text comes.
+        The row is kept current by the worker's upkeep (``_Upkeep``), for every reply at once.
         """
-        window = settings.CHAT_COALESCE_MS / 1000
-        checkpoint_every = settings.CHAT_CHECKPOINT_SECONDS
-        renew_every = settings.CHAT_LEASE_SECONDS / 3
         loop = asyncio.get_running_loop()
         while True:
-            # One timer per frame, no task: this loop runs once per frame of every live reply.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(renew_every):
-                    await self._wake.wait()
+            await self._wake.wait()
             self._wake.clear()
             if self._pending or self._pending_reasoning or self._note_changed:
                 text = "".join(self._pending)
@@ -272,13 +288,7 @@ class Generation:
                 await self._publish_delta(frames)
                 if not self._closing.is_set():
                     self._holding = True
-                    loop.call_later(window, self._release)
-            since_saved = time.monotonic() - self._saved_at
-            if not self._closing.is_set() and (  # (the ending saves the text itself)
-                since_saved >= renew_every
-                or (since_saved >= checkpoint_every and self._published_length != self._saved_length)
-            ):
-                self._save()
+                    loop.call_later(coalescing_window(len(_running)), self._release)
             if self._closing.is_set() and not self._pending and not self._pending_reasoning:
                 # (text that came in while the last frame went out got its own frame)
                 await self._publish_last_blocks()
@@ -314,34 +324,34 @@ class Generation:
         if self._pending or self._pending_reasoning:
             self._wake.set()
 
-    def _save(self) -> None:
-        """Checkpoint the text (or only renew the lease when it has not grown), one write at a time."""
-        if self._save_task is not None and not self._save_task.done():
-            return
+    def checkpoint_due(self, now: float) -> services.Checkpoint | None:
+        """What the upkeep should write for this reply now, if anything: grown text, or the lease.
+
+        The text at most every checkpoint interval, and the lease at least every third of its
+        length even when no text comes. Taking it counts as saved (``checkpoint_failed`` undoes it).
+        """
+        since_saved = now - self._saved_at
         grown = self._published_length != self._saved_length
+        if not (
+            since_saved >= settings.CHAT_LEASE_SECONDS / 3
+            or (grown and since_saved >= settings.CHAT_CHECKPOINT_SECONDS)
+        ):
+            return None
         text = self.published_text if grown else None
         reasoning = self.published_reasoning if grown and self._reasoning else None
-        self._saved_length = self._published_length
-        self._saved_at = time.monotonic()
-        self._save_task = asyncio.create_task(self._checkpoint(text, reasoning))
-
-    async def _checkpoint(self, text: str | None, reasoning: str | None) -> None:
-        """One checkpoint; a failed one is logged and written again (as storable text) next interval."""
-        if self._checkpoint_failed:
+        if self._checkpoint_failed:  # the last one failed: this one writes text any database stores
             text = storable(text) if text is not None else None
             reasoning = storable(reasoning) if reasoning is not None else None
-        try:
-            await in_worker_thread(services.reply_checkpoint)(
-                reply_id=self.reply_id, text=text, reasoning=reasoning
-            )
-        except Exception:
-            logger.exception(
-                "Reply %s (%s): could not save a checkpoint; trying again", self.reply_id, self.request_id
-            )
-            self._checkpoint_failed = True
-            self._saved_length = -1  # so the next interval writes the text again
-        else:
+        self._saved_length = self._published_length
+        self._saved_at = now
+        return services.Checkpoint(self.reply_id, text, reasoning)
+
+    def checkpoint_saved(self, *, ok: bool) -> None:
+        if ok:
             self._checkpoint_failed = False
+            return
+        self._checkpoint_failed = True
+        self._saved_length = -1  # so the next interval writes the text again
 
     async def _finish(self, ending: services.ReplyEnding) -> None:
         await record_ending(self.reply_id, ending, request_id=self.request_id)
@@ -416,6 +426,91 @@ async def publish_ending(ended: services.EndedReply) -> None:
 # --- The process's registry of running generations ---------------------------------
 
 _running: dict[int, Generation] = {}
+
+
+class _Upkeep:
+    """Keeps the rows of every reply this worker writes current: one statement per interval.
+
+    Each interval (the checkpoint interval, or a third of the lease if that is shorter) it asks
+    each reply what is due (``Generation.checkpoint_due``) and writes all of it at once
+    (``services.replies_checkpoint``). If that statement fails, each reply is written on its own,
+    so one reply's bad text cannot hold back the others' leases.
+    """
+
+    def __init__(self) -> None:
+        self._members: dict[int, Generation] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._writing: set[int] = set()  # replies in the statement on its way
+        self._written = asyncio.Event()
+
+    def join(self, generation: Generation) -> None:
+        self._members[generation.reply_id] = generation
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="reply-upkeep", context=contextvars.Context()
+            )
+
+    def leave(self, generation: Generation) -> None:
+        self._members.pop(generation.reply_id, None)
+
+    async def settled(self, generation: Generation) -> None:
+        """Return once no checkpoint of ``generation`` is being written."""
+        while generation.reply_id in self._writing:
+            self._written.clear()
+            await self._written.wait()
+
+    async def _run(self) -> None:
+        interval = min(settings.CHAT_CHECKPOINT_SECONDS, settings.CHAT_LEASE_SECONDS / 3)
+        while self._members:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            due = [(g, c) for g in list(self._members.values()) if (c := g.checkpoint_due(now)) is not None]
+            if due:
+                await self._write(due)
+
+    async def _write(self, due: list[tuple[Generation, services.Checkpoint]]) -> None:
+        self._writing = {generation.reply_id for generation, _ in due}
+        try:
+            try:
+                await in_worker_thread(services.replies_checkpoint)([c for _, c in due])
+            except Exception:
+                logger.exception(
+                    "Could not save the checkpoints of %d replies at once; saving each", len(due)
+                )
+                for generation, checkpoint in due:
+                    try:
+                        await in_worker_thread(services.replies_checkpoint)([checkpoint])
+                    except Exception:
+                        logger.exception(
+                            "Reply %s (%s): could not save a checkpoint; trying again",
+                            generation.reply_id,
+                            generation.request_id,
+                        )
+                        generation.checkpoint_saved(ok=False)
+                    else:
+                        generation.checkpoint_saved(ok=True)
+            else:
+                logger.debug("Checkpoints of %d replies saved in one statement", len(due))
+                for generation, _ in due:
+                    generation.checkpoint_saved(ok=True)
+        finally:
+            self._writing = set()
+            self._written.set()
+
+
+_upkeeps: dict[asyncio.AbstractEventLoop, _Upkeep] = {}
+
+
+def _upkeep() -> _Upkeep:
+    """This event loop's upkeep (tests run several loops; a worker has one)."""
+    loop = asyncio.get_running_loop()
+    for other in [other for other in _upkeeps if other.is_closed()]:
+        del _upkeeps[other]
+    if loop not in _upkeeps:
+        _upkeeps[loop] = _Upkeep()
+    return _upkeeps[loop]
+
+
 _shutting_down = False
 
 

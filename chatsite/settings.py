@@ -329,7 +329,13 @@ CHAT_RETRY_MAX_WAIT = env_float("CHAT_RETRY_MAX_WAIT", 20.0)  # a longer Retry-A
 CHAT_MAX_CONNECTIONS = env_int("CHAT_MAX_CONNECTIONS", 2000)
 
 # --- Streaming ----------------------------------------------------------------
+# After a frame, a reply's text waits this long before the next one: CHAT_COALESCE_MS while the
+# worker is quiet, widening with the replies it is writing up to CHAT_COALESCE_MAX_MS (fewer,
+# fuller frames when it is busy). A reply's first text and its ending never wait.
 CHAT_COALESCE_MS = env_int("CHAT_COALESCE_MS", 30)
+CHAT_COALESCE_MAX_MS = env_int("CHAT_COALESCE_MAX_MS", 120)
+if CHAT_COALESCE_MAX_MS < CHAT_COALESCE_MS:
+    raise ImproperlyConfigured("CHAT_COALESCE_MAX_MS must be at least CHAT_COALESCE_MS")
 CHAT_CHECKPOINT_SECONDS = env_float("CHAT_CHECKPOINT_SECONDS", 1.0)
 # A streaming reply's worker renews its lease at least every third of this; a reply whose lease
 # ran out belongs to a dead worker and is marked interrupted.

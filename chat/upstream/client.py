@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import re
 import socket
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 from django.conf import settings
 
@@ -40,6 +42,7 @@ from chat.upstream.events import (
     UsageOptionRejected,
     parse_data,
 )
+from chat.upstream.network import AsyncioBackend
 
 logger = logging.getLogger(__name__)
 
@@ -99,16 +102,42 @@ def get_client() -> httpx.AsyncClient:
         for other in [other for other in _clients if other.is_closed()]:
             _clients.pop(other, None)
         connect = settings.CHAT_CONNECT_TIMEOUT
+        limits = httpx.Limits(
+            max_connections=settings.CHAT_MAX_CONNECTIONS,
+            max_keepalive_connections=settings.CHAT_MAX_CONNECTIONS,
+            keepalive_expiry=30,
+        )
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=connect, read=None, write=connect, pool=connect),
-            limits=httpx.Limits(
-                max_connections=settings.CHAT_MAX_CONNECTIONS,
-                max_keepalive_connections=settings.CHAT_MAX_CONNECTIONS,
-                keepalive_expiry=30,
-            ),
+            limits=limits,
+            transport=_transport(limits),
         )
         _clients[loop] = client
     return client
+
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
+
+
+def _transport(
+    limits: httpx.Limits, *, ssl_context: ssl.SSLContext | None = None
+) -> httpx.AsyncHTTPTransport | None:
+    """httpx's transport on the plain-asyncio network backend (``chat.upstream.network``).
+
+    None (httpx's own, on anyio) when the environment names a proxy: httpx applies proxies from
+    the environment only to transports it makes itself.
+    """
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    transport = httpx.AsyncHTTPTransport(limits=limits)
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context or httpx.create_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=AsyncioBackend(),
+    )
+    return transport
 
 
 async def close_clients() -> None:
@@ -289,27 +318,95 @@ async def _open(
     return response
 
 
+class _Watchdog:
+    """The first-token, stall and deadline limits of one reply's stream, on one timer.
+
+    A timeout per read would arm and cancel a timer for every chunk. Instead each chunk only
+    notes the time (``read``), and the one timer, when it fires, either re-arms itself at the
+    next limit or ends the stream: it cancels the read under way (``_read_events`` turns that
+    into ``TimeoutError``), or, between reads, marks the limit passed for the next one.
+    """
+
+    def __init__(self, limits: _Limits) -> None:
+        self.limits = limits
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.started = False  # text or reasoning has come
+        self.done = False  # [DONE] has come
+        self.reading = False
+        self.expired = False
+        self.last_read = self.loop.time()
+        self._handle = self.loop.call_at(self._due(), self._check)
+
+    def _due(self) -> float:
+        if not self.started:
+            return self.limits.first_token_by
+        return min(self.limits.deadline, self.last_read + settings.CHAT_STALL_TIMEOUT)
+
+    def read(self) -> None:
+        self.last_read = self.loop.time()
+
+    def _check(self) -> None:
+        due = self._due()
+        if self.loop.time() < due - 0.001:
+            self._handle = self.loop.call_at(due, self._check)
+            return
+        self.expired = True
+        if self.reading and self.task is not None:
+            self.task.cancel()
+
+    def close(self) -> None:
+        self._handle.cancel()
+
+
 async def _read_stream(
     response: httpx.Response, endpoint: Endpoint, limits: _Limits
 ) -> AsyncIterator[StreamEvent]:
-    decoder = EventStreamDecoder()
     texts = StreamTexts()
-    chunks = response.aiter_raw()
-    finished = started = False
-    while True:
-        try:
-            async with asyncio.timeout_at(limits.next_read_by(started=started)):
-                raw = await anext(chunks, None)
-        except TimeoutError:
-            raise limits.expired(started=started) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            if finished:
-                break
+    watchdog = _Watchdog(limits)
+    finished = False
+    try:
+        async for event in _read_events(response.aiter_raw(), texts, watchdog):
+            if isinstance(event, Finish):
+                finished = True
+            yield event
+    except TimeoutError:
+        raise limits.expired(started=watchdog.started) from None
+    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        if not finished:
             raise CutOffError(
                 f"The answer was cut off: the connection to {endpoint.host} ended early ({_short(exc)})."
             ) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"The request to {endpoint.host} failed ({_short(exc)}).") from None
+        for held in texts.end():  # the body broke after the model finished: what it said stands
+            yield held
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"The request to {endpoint.host} failed ({_short(exc)}).") from None
+    else:
+        if not finished and not watchdog.done:
+            raise CutOffError("The answer was cut off: the stream ended before the model finished.")
+    finally:
+        watchdog.close()
+
+
+async def _read_events(
+    chunks: AsyncIterator[bytes], texts: StreamTexts, watchdog: _Watchdog
+) -> AsyncIterator[StreamEvent]:
+    """The events of the body's chunks, up to ``[DONE]`` (``watchdog.done``) or the body's end."""
+    decoder = EventStreamDecoder()
+    while True:
+        if watchdog.expired:
+            raise TimeoutError
+        watchdog.reading = True
+        try:
+            raw = await anext(chunks, None)
+        except asyncio.CancelledError:
+            # The watchdog's cancel, unless a stop asked too (then the stop wins).
+            if watchdog.expired and watchdog.task is not None and watchdog.task.uncancel() == 0:
+                raise TimeoutError from None
+            raise
+        finally:
+            watchdog.reading = False
+        watchdog.read()
         events = decoder.feed(raw) if raw is not None else decoder.end()
         for sse in events:
             for item in _events_from(sse):
@@ -317,18 +414,15 @@ async def _read_stream(
                     if isinstance(event, Done):
                         for held in texts.end():
                             yield held
+                        watchdog.done = True
                         return
-                    if isinstance(event, Finish):
-                        finished = True
-                    elif isinstance(event, TextDelta | ReasoningDelta):
-                        started = True
+                    if isinstance(event, TextDelta | ReasoningDelta):
+                        watchdog.started = True
                     yield event
         if raw is None:
             break
     for held in texts.end():
         yield held
-    if not finished:
-        raise CutOffError("The answer was cut off: the stream ended before the model finished.")
 
 
 def _events_from(event: ServerSentEvent) -> list[StreamEvent]:

@@ -1,0 +1,129 @@
+"""The upstream client's network backend on plain asyncio (``chat.upstream.network``), on real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import ssl
+import subprocess
+
+import httpx
+import pytest
+
+from chat.upstream.client import _transport
+
+LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30)
+
+
+async def serve(handler, *, ssl_context: ssl.SSLContext | None = None):
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=ssl_context)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+def client(**kwargs) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=_transport(LIMITS, **kwargs), timeout=5)
+
+
+async def test_a_streamed_body_arrives_whole_in_its_chunks():
+    body = b"".join(b'data: {"n": %d}\n\n' % n for n in range(500)) + b"x" * 1_000_000
+
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        for start in range(0, len(body), 7_000):
+            part = body[start : start + 7_000]
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server, port = await serve(handler)
+    async with server, client() as http, http.stream("GET", f"http://127.0.0.1:{port}/") as response:
+        received = b"".join([chunk async for chunk in response.aiter_raw()])
+    assert received == body
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused():
+    connections = 0
+
+    async def handler(reader, writer):
+        nonlocal connections
+        connections += 1
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()  # keep-alive promised, then closed
+
+    server, port = await serve(handler)
+    async with server, client() as http:
+        first = await http.get(f"http://127.0.0.1:{port}/")
+        await asyncio.sleep(0.05)
+        second = await http.get(f"http://127.0.0.1:{port}/")
+    assert first.text == second.text == "ok"
+    assert connections == 2
+
+
+async def test_a_body_cut_short_is_a_read_error():
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+        await writer.drain()
+        writer.close()
+
+    server, port = await serve(handler)
+    async with server, client() as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_nothing_listening_is_a_connect_error():
+    server, port = await serve(lambda reader, writer: None)
+    server.close()
+    await server.wait_closed()
+    async with client() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{port}/")
+
+
+@pytest.fixture
+def certificate(tmp_path) -> tuple[str, str]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (it makes the test's certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key),
+         "-out", str(cert), "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
+         "-addext", "extendedKeyUsage=serverAuth"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return str(cert), str(key)
+
+
+async def test_tls_is_verified_and_streams(certificate):
+    cert, key = certificate
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 10\r\n\r\n")
+        writer.write(b"data: hi\n\n")
+        await writer.drain()
+        writer.close()
+
+    server, port = await serve(handler, ssl_context=server_side)
+    async with server:
+        async with client(ssl_context=ssl.create_default_context(cafile=cert)) as trusted:
+            response = await trusted.get(f"https://127.0.0.1:{port}/")
+            assert response.text == "data: hi\n\n"
+        async with client() as untrusting:  # the system's roots do not include the test's certificate
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await untrusting.get(f"https://127.0.0.1:{port}/")
