@@ -11,8 +11,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Case, F, TextField, Value, When
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from chat import limits, markdown, search, selectors, usage
@@ -436,25 +435,47 @@ class Checkpoint:
     reasoning: str | None = None
 
 
-def replies_checkpoint(checkpoints: list[Checkpoint]) -> int:
-    """``reply_checkpoint`` for many replies in one statement; how many rows it updated.
+CHECKPOINTS_PER_STATEMENT = 500  # well under SQLite's limit on a statement's parameters
 
-    A worker writing hundreds of replies keeps them all current with one write per interval:
-    every lease renewed, each grown text set by a ``CASE`` on the id.
+
+def replies_checkpoint(checkpoints: list[Checkpoint]) -> int:
+    """``reply_checkpoint`` for many replies at once; how many rows it updated.
+
+    A worker writing hundreds of replies keeps them all current with one statement per interval
+    (per ``CHECKPOINTS_PER_STATEMENT`` replies): every lease renewed, each grown text set by a
+    ``CASE`` on the id. Written as SQL: building the same through the ORM's ``Case``/``When`` cost
+    four times what the database took to run it.
     """
+    updated = 0
+    for start in range(0, len(checkpoints), CHECKPOINTS_PER_STATEMENT):
+        updated += _checkpoint_statement(checkpoints[start : start + CHECKPOINTS_PER_STATEMENT])
+    return updated
+
+
+def _checkpoint_statement(checkpoints: list[Checkpoint]) -> int:
     if not checkpoints:
         return 0
-    fields: dict[str, object] = {"lease_expires_at": lease_until()}
-    texts = [When(pk=c.reply_id, then=Value(c.text)) for c in checkpoints if c.text is not None]
-    if texts:
-        fields["content"] = Case(*texts, default=F("content"), output_field=TextField())
-    reasonings = [
-        When(pk=c.reply_id, then=Value(c.reasoning)) for c in checkpoints if c.reasoning is not None
-    ]
-    if reasonings:
-        fields["reasoning"] = Case(*reasonings, default=F("reasoning"), output_field=TextField())
+    meta, quote = Message._meta, connection.ops.quote_name
+    column = {name: quote(meta.get_field(name).column) for name in ("id", "content", "reasoning", "status")}
+    lease = connection.ops.adapt_datetimefield_value(lease_until())
+    sets, params = [f"{quote(meta.get_field('lease_expires_at').column)} = %s"], [lease]
+    for field, values in (
+        ("content", [(c.reply_id, c.text) for c in checkpoints if c.text is not None]),
+        ("reasoning", [(c.reply_id, c.reasoning) for c in checkpoints if c.reasoning is not None]),
+    ):
+        if values:
+            whens = " ".join(["WHEN %s THEN %s"] * len(values))
+            sets.append(f"{column[field]} = CASE {column['id']} {whens} ELSE {column[field]} END")
+            params += [item for pair in values for item in pair]
     ids = [c.reply_id for c in checkpoints]
-    return Message.objects.filter(pk__in=ids, status=Message.Status.STREAMING).update(**fields)
+    marks = ", ".join(["%s"] * len(ids))
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} "
+        f"WHERE {column['id']} IN ({marks}) AND {column['status']} = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *ids, Message.Status.STREAMING])
+        return cursor.rowcount
 
 
 @dataclass(frozen=True)

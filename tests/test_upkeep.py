@@ -42,3 +42,14 @@ def test_one_statement_renews_every_lease_and_sets_each_grown_text(alice, django
 def test_nothing_to_write_is_no_statement(db, django_assert_num_queries):
     with django_assert_num_queries(0):
         assert services.replies_checkpoint([]) == 0
+
+
+def test_many_replies_go_in_statements_of_a_bounded_size(alice, monkeypatch, django_assert_num_queries):
+    monkeypatch.setattr(services, "CHECKPOINTS_PER_STATEMENT", 2)
+    replies = [streaming_reply(alice, f"reply {n}") for n in range(5)]
+    with django_assert_num_queries(3):
+        updated = services.replies_checkpoint([services.Checkpoint(r.pk, f"text {r.pk}") for r in replies])
+    assert updated == 5
+    for reply in replies:
+        reply.refresh_from_db()
+        assert reply.content == f"text {reply.pk}"
