@@ -28,12 +28,12 @@ def _nul_in_query(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
-@sync_and_async_middleware
-def refuse_nul_in_query(get_response: Callable) -> Callable:
+def _before_view(check: Callable[[HttpRequest], HttpResponse | None], get_response: Callable) -> Callable:
+    """Middleware that runs ``check`` on each request first; a response it returns answers instead."""
     if iscoroutinefunction(get_response):
 
         async def middleware(request: HttpRequest) -> HttpResponse:
-            refusal = _nul_in_query(request)
+            refusal = check(request)
             if refusal is not None:
                 return refusal
             response: Awaitable[HttpResponse] = get_response(request)
@@ -42,9 +42,15 @@ def refuse_nul_in_query(get_response: Callable) -> Callable:
     else:
 
         def middleware(request: HttpRequest) -> HttpResponse:
-            return _nul_in_query(request) or get_response(request)
+            refusal = check(request)
+            return refusal if refusal is not None else get_response(request)
 
     return middleware
+
+
+@sync_and_async_middleware
+def refuse_nul_in_query(get_response: Callable) -> Callable:
+    return _before_view(_nul_in_query, get_response)
 
 
 def _client_address(request: HttpRequest) -> None:
@@ -64,16 +70,4 @@ def client_address(get_response: Callable) -> Callable:
     """Put the client's address in ``REMOTE_ADDR`` (audit log, sign-in throttling, log lines)."""
     if not settings.BEHIND_PROXY:
         raise MiddlewareNotUsed
-    if iscoroutinefunction(get_response):
-
-        async def middleware(request: HttpRequest) -> HttpResponse:
-            _client_address(request)
-            return await get_response(request)
-
-    else:
-
-        def middleware(request: HttpRequest) -> HttpResponse:
-            _client_address(request)
-            return get_response(request)
-
-    return middleware
+    return _before_view(_client_address, get_response)

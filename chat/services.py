@@ -418,12 +418,7 @@ def reply_checkpoint(*, reply_id: int, text: str | None, reasoning: str | None =
     A worker that dies loses at most one checkpoint interval of text, and its lease running out
     tells the others it is gone.
     """
-    fields: dict[str, object] = {"lease_expires_at": lease_until()}
-    if text is not None:
-        fields["content"] = text
-    if reasoning is not None:
-        fields["reasoning"] = reasoning
-    Message.objects.filter(pk=reply_id, status=Message.Status.STREAMING).update(**fields)
+    replies_checkpoint([Checkpoint(reply_id, text, reasoning)])
 
 
 @dataclass(frozen=True, slots=True)

@@ -178,10 +178,11 @@ class _Limits:
         deadline = now + settings.CHAT_REPLY_DEADLINE
         return cls(first_token_by=min(deadline, now + settings.CHAT_FIRST_TOKEN_TIMEOUT), deadline=deadline)
 
-    def next_read_by(self, *, started: bool) -> float:
+    def next_read_by(self, *, started: bool, last_read: float) -> float:
+        """When the next chunk must have come: the first token's limit, then a stall after the last."""
         if not started:
             return self.first_token_by
-        return min(self.deadline, asyncio.get_running_loop().time() + settings.CHAT_STALL_TIMEOUT)
+        return min(self.deadline, last_read + settings.CHAT_STALL_TIMEOUT)
 
     def expired(self, *, started: bool) -> UpstreamError:
         loop_time = asyncio.get_running_loop().time()
@@ -339,9 +340,7 @@ class _Watchdog:
         self._handle = self.loop.call_at(self._due(), self._check)
 
     def _due(self) -> float:
-        if not self.started:
-            return self.limits.first_token_by
-        return min(self.limits.deadline, self.last_read + settings.CHAT_STALL_TIMEOUT)
+        return self.limits.next_read_by(started=self.started, last_read=self.last_read)
 
     def read(self) -> None:
         self.last_read = self.loop.time()
