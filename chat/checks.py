@@ -7,13 +7,11 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Tags, Warning, register
 
-DEMO_SECRET_KEY = "insecure-local-demo-key-set-DJANGO_SECRET_KEY-in-production"
-
 
 @register(Tags.security, deploy=True)
 def secrets_from_the_environment(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     """The demo's signing key is public (it is in the source): a deployment must set its own."""
-    if settings.SECRET_KEY == DEMO_SECRET_KEY:
+    if settings.SECRET_KEY == settings.DEMO_SECRET_KEY:
         return [
             Warning(
                 "DJANGO_SECRET_KEY is not set: sessions and password-reset links are signed with the "
