@@ -105,3 +105,25 @@ def daphne_process(env: dict[str, str], port: int = 0) -> Iterator[str]:
         yield f"http://{match.group(1)}:{match.group(2)}"
     finally:
         server.stop()
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made with ``openssl`` in ``directory`` (needs openssl).
+
+    The extensions are those Python 3.13's strict verification asks of a certificate trusted as its
+    own authority.
+    """
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+            "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
+            "-addext", "extendedKeyUsage=serverAuth",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )  # fmt: skip
+    return cert, key

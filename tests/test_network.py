@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import shutil
 import ssl
-import subprocess
 
 import httpx
 import pytest
 
 from chat.upstream.client import _transport
+from tests.processes import self_signed_certificate
 
 LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30)
 
@@ -96,14 +96,7 @@ async def test_nothing_listening_is_a_connect_error():
 def certificate(tmp_path) -> tuple[str, str]:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed (it makes the test's certificate)")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key),
-         "-out", str(cert), "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
-         "-addext", "extendedKeyUsage=serverAuth"],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(tmp_path)
     return str(cert), str(key)
 
 

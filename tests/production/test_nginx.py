@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import ROOT, base_env, manage
+from tests.processes import ROOT, base_env, manage, self_signed_certificate
 from tests.production.conftest import PASSWORD, USERNAME, unavailable
 from tests.production.support import Page, free_port, full_reply, start_conversation, stop_process
 
@@ -46,23 +46,6 @@ class Front:
     def ws_url(self, conversation: str, since: int | None = None) -> str:
         query = "" if since is None else f"?since={since}"
         return f"wss://127.0.0.1:{self.port}/ws/c/{conversation}/{query}"
-
-
-def certificate(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "chat.pem", directory / "chat.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-            "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
-            "-addext", "extendedKeyUsage=serverAuth",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )  # fmt: skip
-    return cert, key
 
 
 def render_site(workers: list[int], front: Front, cert: Path, key: Path, static: Path) -> str:
@@ -102,7 +85,7 @@ def front(spawn, nginx_binary, monkeypatch) -> Iterator[tuple[Front, object, Pat
     site = spawn(DJANGO_HTTPS="true", DJANGO_BEHIND_PROXY="true", sign_in=False)
     directory = Path(tempfile.mkdtemp(prefix="nginx-"))
     directory.chmod(0o777)  # nginx's workers run unprivileged when the tests run as root
-    cert, key = certificate(directory)
+    cert, key = self_signed_certificate(directory)
     # What chat-migrate.service does before the workers start, into the directory nginx serves.
     static = directory / "staticfiles"
     manage(base_env(DJANGO_STATIC_ROOT=str(static)), "collectstatic", "--noinput")
