@@ -21,6 +21,25 @@ logger = logging.getLogger(__name__)
 CLOSE_FORBIDDEN = 4403
 CLOSE_RESYNC = 4012
 
+# Where ``DirectSend`` puts the server's own ``send`` in a socket's scope.
+DIRECT_SEND = "chat.direct_send"
+
+
+class DirectSend:
+    """ASGI middleware: the server's ``send`` in the scope, for the frames a page is streamed.
+
+    Channels' session middleware wraps ``send`` so that it can save a changed session when an
+    HTTP response starts. It looks at the session on every message it passes, socket frames
+    too, though a socket never saves one: a tenth of the cost of sending a frame. Streamed
+    frames take the server's ``send`` instead; accepting and closing keep the wrapped one.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        return await self.app({**scope, DIRECT_SEND: send}, receive, send)
+
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
     # Frames arrive through the process's hub, not through a channel per socket.
@@ -142,8 +161,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.reconnect()
             return
         try:
+            send = self.scope.get(DIRECT_SEND) or self.base_send
             for frame in frames:
-                await self.send(text_data=frame)
+                await send({"type": "websocket.send", "text": frame})
             if event["kind"] == "deleted":  # nothing left to follow: the page must not reconnect
                 await self.hub.unsubscribe(self.key, self)
                 await self.close(code=CLOSE_FORBIDDEN)

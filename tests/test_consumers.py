@@ -284,3 +284,36 @@ async def test_the_new_chat_socket_refuses_anonymous_visitors(db):
     communicator = new_chat(AnonymousUser())
     connected, code = await communicator.connect()
     assert (connected, code) == (False, 4403)
+
+
+async def test_streamed_frames_skip_the_wrappers_of_send(alice, alice_conversation, upstream):
+    """Under ``DirectSend`` a reply's frames go to the server's ``send``, not through middleware's."""
+    from chat.consumers import DirectSend
+
+    wrapped: list[str] = []
+
+    def counting(app):
+        async def middleware(scope, receive, send):
+            async def counted(message):
+                if message["type"] == "websocket.send":
+                    wrapped.append(message["text"])
+                await send(message)
+
+            return await app(scope, receive, counted)
+
+        return middleware
+
+    app = DirectSend(counting(URLRouter(websocket_urlpatterns)))
+    communicator = WebsocketCommunicator(app, f"/ws/c/{alice_conversation.pk}/")
+    communicator.scope["user"] = alice
+    assert (await communicator.connect())[0]
+    while not wrapped or 'id="chat-state"' not in wrapped[-1]:
+        await communicator.receive_from()
+    await send(communicator, "Hello", "demo?tokens=30&tps=300")
+    frames = await frames_until_final(communicator)
+    await streaming.wait_all()
+
+    deltas = [f for f in frames if "hx-swap-oob=beforeend>" in f and f.startswith("<span")]
+    assert len(deltas) >= 3
+    assert not set(deltas) & set(wrapped)
+    await communicator.disconnect()
