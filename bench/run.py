@@ -33,6 +33,7 @@ from typing import Any
 from bench import (
     browser,
     direct,
+    frame_write,
     imports,
     limits,
     long_conversations,
@@ -57,6 +58,7 @@ FIGURES = (
     "memory",
     "ttft",
     "read",
+    "frames",
     "lag",
     "streams",
     "md-bytes",
@@ -218,7 +220,12 @@ async def measure(args: argparse.Namespace, workdir: Path, report: Report) -> No
             imports.figures(quick=args.quick, workdir=workdir, report=report)
         except Exception as exc:
             report.failed("Import of a large file", exc)
-    if not args.only - {"render", "search", "long", "limits", "import"}:
+    if "frames" in args.only:  # bare Daphne workers of its own, before the app starts
+        try:
+            await frame_write.figures(workdir=workdir, report=report)
+        except Exception as exc:
+            report.failed("Daphne CPU per frame written", exc)
+    if not args.only - {"render", "search", "long", "limits", "import", "frames"}:
         return
     log("starting the simulator")
     simulator, base = procs.start_simulator(workdir)
@@ -230,7 +237,7 @@ async def measure(args: argparse.Namespace, workdir: Path, report: Report) -> No
                 upstream_read.figures(api_base=base, report=report)
             except Exception as exc:
                 report.failed("Upstream read CPU per chunk", exc)
-        if not args.only - {"render", "search", "long", "limits", "import", "read"}:
+        if not args.only - {"render", "search", "long", "limits", "import", "frames", "read"}:
             return
         if "db" in args.only:
             try:
