@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import ssl
+import sys
 
 import httpx
 import pytest
@@ -120,3 +121,35 @@ async def test_tls_is_verified_and_streams(certificate):
         async with client() as untrusting:  # the system's roots do not include the test's certificate
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                 await untrusting.get(f"https://127.0.0.1:{port}/")
+
+
+async def test_an_upstream_request_searches_for_no_module(simulator):
+    """httpcore asks sniffio which async library runs, several times a request: it must be importable.
+
+    A missing module is never cached, so each ask would search ``sys.path`` again (about 1 ms).
+    """
+    from chat.upstream import ChatRequest, Endpoint, TextDelta, close_clients, stream_chat
+
+    class Searches:
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def find_spec(self, name, path=None, target=None):
+            self.names.append(name)
+            return None
+
+    endpoint = Endpoint(base_url=simulator.base_url)
+    request = ChatRequest(model="demo?tokens=3&tps=1000", messages=[{"role": "user", "content": "hi"}])
+
+    async def reply() -> str:
+        return "".join([e.text async for e in stream_chat(endpoint, request) if isinstance(e, TextDelta)])
+
+    assert await reply()  # the first request may import what the client uses
+    finder = Searches()
+    sys.meta_path.insert(0, finder)
+    try:
+        assert await reply()
+    finally:
+        sys.meta_path.remove(finder)
+        await close_clients()
+    assert finder.names == []
