@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Full run: about six minutes on 2 cores; --quick: about three. "
+        epilog="Full run: about nine minutes on 2 cores; --quick: about four. "
         f"Defaults of a full run: {FULL}; with --quick: {QUICK}.",
     )
     parser.add_argument("--quick", action="store_true", help="a faster, smaller run (see the defaults below)")
