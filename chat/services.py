@@ -130,11 +130,11 @@ def message_post(
 
     Idempotent per ``client_id``; refused while another reply of the conversation is streaming.
     The model and provider become the conversation's choice for its next replies.
+
+    A message sent again (a page that reconnected) is found only when storing it fails: its
+    ``client_id`` is taken, or its reply still streams. A new message, the usual case, pays for
+    no lookup before its reply can start.
     """
-    if client_id is not None:
-        existing = _existing_turn(conversation, client_id)
-        if existing is not None:
-            return existing
     try:
         with transaction.atomic():
             locked = _lock_idle(conversation)
@@ -147,8 +147,10 @@ def message_post(
                 client_id=client_id,
                 worker=worker,
             )
-    except IntegrityError:
-        # The same client_id raced in from another socket: the first one won.
+    except (IntegrityError, ValidationError) as exc:
+        if isinstance(exc, ValidationError) and exc.messages != [BUSY]:
+            raise
+        # Sent before (or raced in from another socket): the first one stands.
         existing = _existing_turn(conversation, client_id) if client_id else None
         if existing is None:
             raise

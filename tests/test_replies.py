@@ -9,8 +9,10 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
-from django.db import OperationalError
+from django.core.exceptions import ValidationError
+from django.db import OperationalError, connection
 from django.db.backends.utils import CursorWrapper
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat import services, streaming
@@ -349,3 +351,37 @@ async def test_a_worker_shutting_down_refuses_new_replies_with_a_reason(
     assert "The server is restarting; send your message again in a moment." in frames[-1]
     assert not await Message.objects.filter(content="too late").aexists()
     await page.disconnect()
+
+
+def test_a_message_sent_again_is_the_same_turn_while_and_after_its_reply_streams(alice_conversation):
+    client_id = uuid.uuid4()
+
+    def post(text: str = "Hello there") -> services.PostedTurn:
+        return services.message_post(
+            conversation=alice_conversation, text=text, model="demo", worker="w", client_id=client_id
+        )
+
+    first = post()
+    assert first.created and first.reply.status == Message.Status.STREAMING
+    again = post()  # its reply still streams: the same turn, not "a reply is still being written"
+    assert not again.created
+    assert (again.user_message.pk, again.reply.pk) == (first.user_message.pk, first.reply.pk)
+    Message.objects.filter(pk=first.reply.pk).update(status=Message.Status.COMPLETE)
+    assert post("edited on the way").reply.pk == first.reply.pk  # and after it ended
+    assert Message.objects.filter(conversation=alice_conversation).count() == 2
+    with pytest.raises(ValidationError, match="still being written"):
+        Message.objects.filter(pk=first.reply.pk).update(status=Message.Status.STREAMING)
+        services.message_post(
+            conversation=alice_conversation, text="new", model="demo", worker="w", client_id=uuid.uuid4()
+        )
+
+
+def test_a_new_message_is_stored_without_looking_for_an_earlier_send(alice_conversation):
+    """The idempotency lookup is for resends only: a new message's reply starts sooner without it."""
+    with CaptureQueriesContext(connection) as queries:
+        turn = services.message_post(
+            conversation=alice_conversation, text="Hi", model="demo", worker="w", client_id=uuid.uuid4()
+        )
+    assert turn.created
+    reads = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("SELECT")]
+    assert reads and not [sql for sql in reads if '"client_id" =' in sql]
