@@ -10,12 +10,11 @@ without sending (its timers). Rounds alternate the three, and the medians are re
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import statistics
 import time
 
-from bench import procs
+from bench import procs, wsclient
 from bench.report import Report, log
 
 SOCKETS = 200
@@ -27,23 +26,14 @@ KINDS = {
     "through": {"BENCH_FRAME_SEND": "1", "BENCH_WRITE_THROUGH": "1"},
     "pacing": {"BENCH_FRAME_SEND": "0"},
 }
+FRAME_TEXT = "<span id=m-1-tail hx-swap-oob=beforeend>" + "word " * 12 + "</span>"  # a streamed delta's size
 
 
-async def _reader(port: int) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET /frames HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    try:
-        await reader.readuntil(b"\r\n\r\n")
-        while await reader.read(1 << 16):
-            pass
-    except (OSError, asyncio.IncompleteReadError):
-        pass
-    finally:
-        writer.close()
+async def _reader(port: int) -> int:
+    """One socket, read to its close; the frames it got."""
+    sock = await wsclient.connect("127.0.0.1", port, "/frames", {})
+    await sock.closed
+    return sock.frames
 
 
 async def _round(kind: str, env: dict[str, str], logdir: os.PathLike[str]) -> float:
@@ -62,7 +52,9 @@ async def _round(kind: str, env: dict[str, str], logdir: os.PathLike[str]) -> fl
         cpu, began = server.cpu_seconds(), time.monotonic()
         await asyncio.sleep(WINDOW)
         cpu, wall = server.cpu_seconds() - cpu, time.monotonic() - began
-        await asyncio.gather(*readers)
+        got = await asyncio.gather(*readers)
+        if env["BENCH_FRAME_SEND"] == "1" and not all(got):
+            raise RuntimeError(f"frames-{kind}: a socket got no frame")
     finally:
         server.stop()
     return cpu / (wall * SOCKETS / INTERVAL)
