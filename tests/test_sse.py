@@ -35,6 +35,17 @@ def test_crlf_split_across_reads_is_one_line_ending():
     assert datas(b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n") == ["a\nb"]
 
 
+def test_every_split_of_a_stream_mixing_line_endings_decodes_alike():
+    # Reads without a CR take a faster path than reads with one; a stream cut anywhere, so that
+    # each kind of read follows each other kind, must give the events the whole stream gives.
+    body = "data: a\r\ndata: é\n\nevent: x\rdata: b\r\r: note\ndata: c\n\r\ndata: d\n\n".encode()
+    whole = decode(body)
+    assert [event.data for event in whole] == ["a\né", "b", "c", "d"]
+    for first in range(len(body)):
+        for second in range(first, len(body)):
+            assert decode(body[:first], body[first:second], body[second:]) == whole, (first, second)
+
+
 def test_cr_at_end_of_read_followed_by_other_text_still_ends_the_line():
     assert datas(b"data: a\r", b"data: b\r\r") == ["a\nb"]
 
