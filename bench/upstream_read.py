@@ -6,6 +6,11 @@ live streams are read) over loopback, ``ROUNDS`` times
 for each network backend under httpx: anyio's (httpx's default) and the plain-asyncio one the app
 uses (``chat.upstream.network``). The figure is the child's CPU time per token, the reading and
 decoding included, the median of the rounds; the simulator's CPU is its own.
+
+For scale, a third reader gives the same chunks to the app's decoder (``_read_events``) through a
+minimal HTTP/1.1 client written here, with no HTTP library: what the read would cost if the app
+framed the body itself instead of going through httpx, httpcore and h11. It is not the app's
+reader (no pool, no proxy, no TLS, no error mapping) and only measures that floor.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import os
 import statistics
 import subprocess
 import time
+import typing
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 from bench import procs
 from bench.report import Report, log
@@ -38,6 +46,7 @@ def figures(*, api_base: str, report: Report) -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     anyio_us = statistics.median(result["anyio"]) * 1e6
     asyncio_us = statistics.median(result["asyncio"]) * 1e6
+    lean_us = statistics.median(result["lean"]) * 1e6
     report.row(
         f"Upstream read CPU per chunk ({TPS:,} tokens/s), httpx on anyio (httpx's default)",
         f"{anyio_us:.1f} us",
@@ -45,6 +54,10 @@ def figures(*, api_base: str, report: Report) -> None:
     report.row(
         f"Upstream read CPU per chunk ({TPS:,} tokens/s), httpx on plain asyncio (the app's)",
         f"{asyncio_us:.1f} us ({(1 - asyncio_us / anyio_us) * 100:.0f}% less)",
+    )
+    report.row(
+        f"Upstream read CPU per chunk ({TPS:,} tokens/s), no HTTP library (for scale, not the app's)",
+        f"{lean_us:.1f} us (httpx's layers: {asyncio_us - lean_us:.1f} us of the app's)",
     )
 
 
@@ -63,13 +76,37 @@ def worker() -> None:
     model = f"demo?tokens={TOKENS}&tps={TPS}"
     request = ChatRequest(model=model, messages=[{"role": "user", "content": "go"}])
 
-    async def one_round() -> float:
+    async def one_round(lean: _LeanConnection | None = None) -> float:
         tokens = 0
         started = time.process_time()
-        async for event in stream_chat(endpoint, request):
+        if lean is None:
+            events = stream_chat(endpoint, request)
+        else:
+            body = json.dumps({"model": model, "messages": request.messages, "stream": True}).encode()
+            watchdog = upstream._Watchdog(upstream._Limits.starting_now())
+            chunks = lean.chunks(body)
+            events = upstream._read_events(chunks, upstream.StreamTexts(), watchdog)
+        async for event in events:
             tokens += isinstance(event, TextDelta)
+        if lean is not None:
+            watchdog.close()
+            async for _ in chunks:  # the body's last chunk, after [DONE]: the connection is reused
+                pass
         assert tokens >= TOKENS * 0.9, tokens
         return (time.process_time() - started) / tokens
+
+    async def lean_rounds() -> list[float]:
+        parts = urlsplit(endpoint.base_url)
+        _, lean = await asyncio.get_running_loop().create_connection(
+            lambda: _LeanConnection(parts.netloc, parts.path.rstrip("/") + "/chat/completions"),
+            parts.hostname,
+            parts.port,
+        )
+        try:
+            await one_round(lean)
+            return [await one_round(lean) for _ in range(ROUNDS)]
+        finally:
+            lean.close()
 
     async def rounds(lean: bool) -> list[float]:
         original = upstream._transport
@@ -88,8 +125,77 @@ def worker() -> None:
         for _ in range(2):  # alternate, so drift on a shared machine touches both
             for name, lean in (("anyio", False), ("asyncio", True)):
                 result.setdefault(name, []).extend(await rounds(lean))
+            result.setdefault("lean", []).extend(await lean_rounds())
         assert isinstance(upstream.get_client()._transport, httpx.AsyncHTTPTransport)
         await upstream.close_clients()
         return result
 
     print(json.dumps(asyncio.run(main())))
+
+
+class _LeanConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection read with bytes operations; chunked responses only.
+
+    Shaped like the app's read: a protocol buffers what arrives and wakes the task, which pulls
+    the body's chunks one by one, so the work per chunk differs only by the HTTP layers.
+    """
+
+    def __init__(self, host: str, path: str) -> None:
+        self.host, self.path = host, path
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[None] | None = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        if self.lost:
+            raise ConnectionError("the connection closed mid-response")
+        self.waiter = asyncio.get_running_loop().create_future()
+        await self.waiter
+
+    async def _find(self, marker: bytes) -> int:
+        while (found := self.buffer.find(marker)) < 0:
+            await self._wait()
+        return found
+
+    async def chunks(self, body: bytes) -> AsyncIterator[bytes]:
+        assert self.transport is not None
+        self.transport.write(
+            b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"Accept: text/event-stream\r\nContent-Length: %d\r\n\r\n%s"
+            % (self.path.encode(), self.host.encode(), len(body), body)
+        )
+        end = await self._find(b"\r\n\r\n")
+        head = bytes(self.buffer[:end]).lower()
+        del self.buffer[: end + 4]
+        if not head.startswith(b"http/1.1 200") or b"transfer-encoding: chunked" not in head:
+            raise ConnectionError(f"unexpected response: {head[:200]!r}")
+        while True:
+            line_end = await self._find(b"\r\n")
+            size = int(bytes(self.buffer[:line_end]).split(b";", 1)[0], 16)
+            while len(self.buffer) < line_end + 2 + size + 2:
+                await self._wait()
+            data = bytes(self.buffer[line_end + 2 : line_end + 2 + size])
+            del self.buffer[: line_end + 2 + size + 2]
+            if not size:
+                return
+            yield data
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
