@@ -33,7 +33,7 @@ $(DEV_STAMP): $(STAMP) requirements-dev.txt
 run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	@echo "Chat is at http://$(HOST):$(PORT)/  (the first visit creates the admin account)"
-	exec $(VENV)/bin/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application
+	exec $(PY) -m chatsite.serve -b $(HOST) -p $(PORT) chatsite.asgi:application
 
 # The production profile on this machine: PostgreSQL, the Redis channel layer and two Daphne
 # workers sharing them (put nginx or any WebSocket-aware proxy in front for one address).
@@ -49,7 +49,7 @@ prod-local: $(STAMP)
 	@trap 'kill 0' INT TERM EXIT; \
 	for port in $(PROD_PORTS); do \
 		echo "Worker on http://$(HOST):$$port/"; \
-		DATABASE_URL=$(PROD_DATABASE_URL) REDIS_URL=$(PROD_REDIS_URL) $(VENV)/bin/daphne -b $(HOST) -p $$port chatsite.asgi:application & \
+		DATABASE_URL=$(PROD_DATABASE_URL) REDIS_URL=$(PROD_REDIS_URL) $(PY) -m chatsite.serve -b $(HOST) -p $$port chatsite.asgi:application & \
 	done; \
 	wait
 

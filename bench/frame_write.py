@@ -41,7 +41,7 @@ async def _round(kind: str, env: dict[str, str], logdir: os.PathLike[str]) -> fl
     frames = int((WINDOW + 4) / INTERVAL)
     server = procs.Server(
         f"frames-{kind}",
-        [procs.DAPHNE, "-b", "127.0.0.1", "-p", "0", "bench.frame_app:application"],
+        [*procs.WORKER, "-b", "127.0.0.1", "-p", "0", "bench.frame_app:application"],
         procs.base_env(BENCH_FRAMES=str(frames), BENCH_FRAME_INTERVAL=str(INTERVAL), **env),
         logdir,
     )

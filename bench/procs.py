@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import time
@@ -13,7 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-DAPHNE = str(Path(PYTHON).with_name("daphne")) if Path(PYTHON).with_name("daphne").exists() else "daphne"
+# A worker as the deploy files start one: Daphne, on the event loop the settings name.
+WORKER = [PYTHON, "-m", "chatsite.serve"]
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -131,7 +131,7 @@ def manage(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
 
 def start_daphne(name: str, env: dict[str, str], logdir: Path) -> tuple[Server, str]:
     """A Daphne worker on a free port; the server and its ``http://127.0.0.1:PORT``."""
-    server = Server(name, [DAPHNE, "-b", "127.0.0.1", "-p", "0", "chatsite.asgi:application"], env, logdir)
+    server = Server(name, [*WORKER, "-b", "127.0.0.1", "-p", "0", "chatsite.asgi:application"], env, logdir)
     try:
         match = server.wait_for(r"Listening on TCP address ([\d.]+):(\d+)")
     except Exception:
@@ -153,7 +153,3 @@ def machine() -> str:
     cores = len(os.sched_getaffinity(0))
     version = sys.version.split()[0]
     return f"{model}, {cores} cores, Python {version}"
-
-
-def which_daphne() -> str | None:
-    return DAPHNE if Path(DAPHNE).exists() else shutil.which("daphne")

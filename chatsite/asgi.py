@@ -17,6 +17,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from chat import fanout, twisted_writes  # noqa: E402
 from chat.consumers import DirectSend  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from chatsite import serve  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -32,3 +33,4 @@ if "daphne.server" in sys.modules:
     fanout.start_when_serving()
     # Its sockets send each frame at once rather than on the reactor's next turn.
     twisted_writes.install()
+    serve.report_event_loop()

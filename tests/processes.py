@@ -14,7 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-DAPHNE = str(Path(PYTHON).with_name("daphne"))
+# A worker as the deploy files start one: Daphne, on the event loop the settings name.
+WORKER = [PYTHON, "-m", "chatsite.serve"]
 
 
 def in_ci() -> bool:
@@ -99,7 +100,7 @@ def simulator_process(*args: str) -> Iterator[str]:
 @contextmanager
 def daphne_process(env: dict[str, str], port: int = 0) -> Iterator[str]:
     """A Daphne worker serving the site (on ``port``, or one the OS picks); yields its ``http://host:port``."""
-    server = ServerProcess([DAPHNE, "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"], env)
+    server = ServerProcess([*WORKER, "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"], env)
     try:
         match = server.wait_for(r"Listening on TCP address ([\d.]+):(\d+)")
         yield f"http://{match.group(1)}:{match.group(2)}"

@@ -18,7 +18,7 @@ def pinned(name: str) -> dict[str, str]:
         line = line.split("#")[0].strip()
         if not line or line.startswith("-r "):
             continue
-        match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([\w.]+)", line)
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([\w.]+)(?:\s*;\s*[^;]+)?", line)  # a marker may follow
         assert match, f"{name}: {line!r} is not pinned to one version"
         found[match.group(1).lower().replace("_", "-")] = match.group(2)
     return found

@@ -24,16 +24,19 @@ def run_checks(*args: str) -> dict[str, object]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def through() -> dict[str, object]:
-    return run_checks()
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def through(request) -> dict[str, object]:
+    """The checks on each loop a worker may run on (``CHAT_EVENT_LOOP``)."""
+    checks = run_checks(*(["--uvloop"] if request.param == "uvloop" else []))
+    assert checks["loop"] == request.param
+    return checks
 
 
 def test_a_write_reaches_the_peer_before_the_reactor_turns(through):
     assert through["installed"] is True
     assert through["at_once"] == "hello"
     # Twisted's own write waits for the reactor's next turn: the same check sees nothing.
-    assert run_checks("--without")["at_once"] == ""
+    assert run_checks("--without", *(["--uvloop"] if through["loop"] == "uvloop" else []))["at_once"] == ""
 
 
 def test_more_than_the_socket_takes_arrives_whole_and_in_order(through):

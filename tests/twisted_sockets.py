@@ -1,7 +1,8 @@
 """Twisted's TCP writes on asyncio's loop, as Daphne runs them: run by tests/test_twisted_writes.py.
 
 A child process, because a Twisted reactor is installed once per process and cannot be restarted.
-Prints one JSON object: what each check saw. ``--without`` leaves Twisted's own write in place.
+Prints one JSON object: what each check saw. ``--without`` leaves Twisted's own write in place;
+``--uvloop`` runs the reactor on uvloop's loop, as a worker started by ``chatsite.serve`` does.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import socket
 import sys
 import threading
 
+import uvloop
 from twisted.internet import asyncioreactor
 
-LOOP = asyncio.new_event_loop()
+LOOP = uvloop.new_event_loop() if "--uvloop" in sys.argv else asyncio.new_event_loop()
 asyncio.set_event_loop(LOOP)
 asyncioreactor.install(LOOP)
 
@@ -127,7 +129,8 @@ def main() -> None:
     installed = twisted_writes.install() if "--without" not in sys.argv else False
     factory = Factory()
     port = reactor.listenTCP(0, factory, interface="127.0.0.1").getHost().port
-    outcome: dict[str, object] = {"installed": installed}
+    loop = "uvloop" if type(LOOP).__module__.startswith("uvloop") else "asyncio"
+    outcome: dict[str, object] = {"installed": installed, "loop": loop}
 
     def run() -> None:
         task = LOOP.create_task(checks(port, factory))

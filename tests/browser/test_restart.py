@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 from chat.simulator import reply_text
 from tests.browser.conftest import log_in, send
 from tests.dom import shown_text
-from tests.processes import DAPHNE, ServerProcess, base_env, manage, simulator_process
+from tests.processes import WORKER, ServerProcess, base_env, manage, simulator_process
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 
@@ -30,7 +30,7 @@ def test_a_restarting_worker_finishes_the_reply_and_the_page_reconnects(page: Pa
         )
         manage(env, "migrate", "--noinput")
         manage(env, "createsuperuser", "--noinput", "--username", "alice", "--email", "alice@example.com")
-        first = ServerProcess([DAPHNE, "-b", "127.0.0.1", "-p", "0", "chatsite.asgi:application"], env)
+        first = ServerProcess([*WORKER, "-b", "127.0.0.1", "-p", "0", "chatsite.asgi:application"], env)
         second = None
         try:
             port = first.wait_for(r"Listening on TCP address [\d.]+:(\d+)").group(1)
@@ -49,7 +49,7 @@ def test_a_restarting_worker_finishes_the_reply_and_the_page_reconnects(page: Pa
             # The reply was still being written when the signal came, and the worker waited for it.
             assert "Shutting down: 1 replies running" in "".join(first.output)
 
-            second = ServerProcess([DAPHNE, "-b", "127.0.0.1", "-p", port, "chatsite.asgi:application"], env)
+            second = ServerProcess([*WORKER, "-b", "127.0.0.1", "-p", port, "chatsite.asgi:application"], env)
             second.wait_for("Listening on TCP address")
             expect(page.locator("#chat")).to_have_attribute("data-connection", "open", timeout=20_000)
             expect(reply).to_have_attribute("data-status", "complete")

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from chat.upstream.client import _transport
+from chatsite.serve import loop_name
 from tests.processes import self_signed_certificate
 
 LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30)
@@ -27,6 +28,10 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
 
 def client(**kwargs) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=_transport(LIMITS, **kwargs), timeout=5)
+
+
+async def test_these_tests_run_on_each_loop_a_worker_may_run_on(request):
+    assert loop_name(asyncio.get_running_loop()) == request.node.callspec.id
 
 
 async def test_a_streamed_body_arrives_whole_in_its_chunks():

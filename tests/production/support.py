@@ -33,7 +33,7 @@ from websockets.typing import Origin
 from chat.consumers import CLOSE_RESYNC
 from chat.simulator import reply_text
 from tests.dom import PAGE, Document
-from tests.processes import DAPHNE, ServerProcess
+from tests.processes import WORKER, ServerProcess
 
 TERMINAL = {"complete", "stopped", "error", "interrupted"}
 
@@ -72,7 +72,7 @@ class Worker:
 
     def __init__(self, name: str, env: dict[str, str]) -> None:
         self.name = name
-        self.server = ServerProcess([DAPHNE, "-b", "127.0.0.1", "-p", "0", "chatsite.asgi:application"], env)
+        self.server = ServerProcess([*WORKER, "-b", "127.0.0.1", "-p", "0", "chatsite.asgi:application"], env)
         self.url = ""
         self.port = 0
 
