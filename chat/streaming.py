@@ -43,6 +43,7 @@ from chat.upstream import (
     Usage,
     UsageOptionRejected,
     close_clients,
+    network,
     stream_chat,
 )
 
@@ -131,6 +132,7 @@ class Generation:
         self._wake = asyncio.Event()  # set when there is something to do now
         self._closing = asyncio.Event()
         self._holding = False  # within the coalescing window after a frame: text waits
+        self._read_hold = network.ReadHold()  # and the upstream's bytes wait unread until it ends
         self._saved_length = 0
         self._saved_at = time.monotonic()
         self._checkpoint_failed = False
@@ -177,6 +179,7 @@ class Generation:
         upkeep = _upkeep()
         upkeep.join(self)
         try:
+            network.hold_reads(self._read_hold)
             request = self.request
             if request is None:
                 request = self.request = await in_worker_thread(_request)(self.reply_id)
@@ -220,6 +223,7 @@ class Generation:
             logger.exception("Reply %s (%s) failed", self.reply_id, self.request_id)
             status, error = Message.Status.ERROR, UNEXPECTED_ERROR
         finally:
+            network.hold_reads(None)  # what this task starts next (the title's request) is not held
             upkeep.leave(self)  # the ending saves the text itself
             self._closing.set()
             self._wake.set()
@@ -287,7 +291,7 @@ class Generation:
                     )
                 await self._publish_delta(frames)
                 if not self._closing.is_set():
-                    self._holding = True
+                    self._holding = self._read_hold.held = True
                     loop.call_later(coalescing_window(len(_running)), self._release)
             if self._closing.is_set() and not self._pending and not self._pending_reasoning:
                 # (text that came in while the last frame went out got its own frame)
@@ -321,6 +325,7 @@ class Generation:
     def _release(self) -> None:
         """The coalescing window is over: text that arrived meanwhile goes out as one frame."""
         self._holding = False
+        self._read_hold.release()
         if self._pending or self._pending_reasoning:
             self._wake.set()
 

@@ -8,6 +8,8 @@ import pytest
 
 from chat import streaming
 from chat.models import Message
+from chat.simulator.replies import reply_text
+from chat.upstream import network
 from tests.test_consumers import FINAL, join, latest_reply, send
 
 
@@ -67,4 +69,33 @@ async def test_on_a_busy_worker_the_first_text_and_the_ending_go_out_at_once(
     assert ending < 2.0, f"the ending came {ending:.2f} s after the send"
     # The window did apply: the 19 tokens after the first came in very few frames.
     assert deltas <= 3, f"{deltas} text frames"
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_chunks_that_come_within_the_window_wake_the_reply_once(
+    alice, alice_conversation, upstream, settings, monkeypatch
+):
+    """The reply holds its upstream reads through the window: its chunks are read in one go."""
+    settings.CHAT_COALESCE_MS = 3000
+    settings.CHAT_COALESCE_MAX_MS = 3000
+    wakes = 0
+    wake = network._Receiver._wake
+
+    def counted(receiver):
+        nonlocal wakes
+        wakes += receiver.waiter is not None and not receiver.waiter.done()
+        wake(receiver)
+
+    monkeypatch.setattr(network._Receiver, "_wake", counted)
+    communicator, _ = await join(alice, alice_conversation)
+    await send(communicator, "held reads", "demo?tokens=20&tps=40")
+    while not FINAL.search(await communicator.receive_from(timeout=10)):
+        pass
+    await streaming.wait_all()
+    reply = await latest_reply(alice_conversation)
+    assert reply.status == Message.Status.COMPLETE
+    assert reply.content == reply_text([{"role": "user", "content": "held reads"}], 20)
+    # The response's head, the first text, then [DONE]; one wake per chunk would be over 20.
+    assert wakes <= 5, f"the reading task was woken {wakes} times"
     await communicator.disconnect()

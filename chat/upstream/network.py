@@ -6,7 +6,9 @@ stream layers to asyncio's. Streaming replies read hundreds of small chunks a se
 so this backend does the same on an ``asyncio.Protocol`` directly: received bytes wait in a
 buffer, and a read returns them at once or waits on one future. Time limits are applied by the
 caller (``chat.upstream.client``: one timer per reply), so reads take none; connects, TLS
-handshakes and writes keep theirs. Errors are httpcore's own, which httpx maps as usual.
+handshakes and writes keep theirs. Errors are httpcore's own, which httpx maps as usual. A reply
+holds its reads through each coalescing window (``ReadHold``): the window's chunks are then read
+in one turn of its task instead of one turn each.
 """
 
 # The methods take httpcore's ``timeout`` parameters: that is its interface.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import ssl
 import typing
 
@@ -24,6 +27,47 @@ from httpcore._backends.base import SOCKET_OPTION, AsyncNetworkBackend, AsyncNet
 
 # Stop reading from the socket while this much waits in the buffer (a slow consumer).
 HIGH_WATER = 256 * 1024
+
+
+def _may_end(data: bytes) -> bool:
+    """Whether received bytes may end the reply: ``[DONE]``, an error, a chunked body's last chunk.
+
+    Such bytes wake a held read at once. An ending these miss (a mark cut in two by the network,
+    a body of known length) waits at most the rest of a coalescing window.
+    """
+    return b"[DONE]" in data or b"error" in data or data.endswith(b"0\r\n\r\n")
+
+
+class ReadHold:
+    """Lets bytes that arrive wait in the buffer, without waking the reading task, while ``held``.
+
+    A reply's text goes out at most once per coalescing window, so text read during the window
+    waits anyway. Held, the chunks of a window are read in one turn of the reading task at its
+    end (``release``) instead of one turn each, which is most of what a read costs. Only reads
+    of the tasks whose context holds it (``hold_reads``) are held, and the ending is not: bytes
+    that may end the reply (``_may_end``), and the end of the connection, wake the reader at once.
+    A read finds bytes already waiting at once, held or not.
+    """
+
+    __slots__ = ("_receiver", "held")
+
+    def __init__(self) -> None:
+        self.held = False
+        self._receiver: _Receiver | None = None  # the receiver a read waits on, if any
+
+    def release(self) -> None:
+        self.held = False
+        receiver = self._receiver
+        if receiver is not None and receiver.buffer:
+            receiver._wake()
+
+
+_holding: contextvars.ContextVar[ReadHold | None] = contextvars.ContextVar("read_hold", default=None)
+
+
+def hold_reads(hold: ReadHold | None) -> None:
+    """Apply ``hold`` to the upstream reads of the current task, and of the tasks it starts."""
+    _holding.set(hold)
 
 
 class _Receiver(asyncio.Protocol):
@@ -38,13 +82,16 @@ class _Receiver(asyncio.Protocol):
         self.paused = False
         self.drained: asyncio.Future[None] | None = None
         self.writing_paused = False
+        self.hold: ReadHold | None = None  # the hold of the read waiting, if any
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        self._wake()
+        hold = self.hold
+        if hold is None or not hold.held or _may_end(data):
+            self._wake()
         if len(self.buffer) > HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
@@ -84,6 +131,9 @@ class Stream(AsyncNetworkStream):
         receiver = self._receiver
         if not receiver.buffer and not receiver.eof:
             receiver.waiter = asyncio.get_running_loop().create_future()
+            hold = receiver.hold = _holding.get()
+            if hold is not None:
+                hold._receiver = receiver
             try:
                 if timeout is None:
                     await receiver.waiter
@@ -94,6 +144,8 @@ class Stream(AsyncNetworkStream):
                 raise httpcore.ReadTimeout("timed out reading from the server") from None
             finally:
                 receiver.waiter = None
+                if hold is not None:
+                    receiver.hold = hold._receiver = None
         if receiver.buffer:
             if len(receiver.buffer) <= max_bytes:  # the usual case: take all of it
                 data = bytes(receiver.buffer)

@@ -10,6 +10,7 @@ import sys
 import httpx
 import pytest
 
+from chat.upstream import network
 from chat.upstream.client import _transport
 from chatsite.serve import loop_name
 from tests.processes import self_signed_certificate
@@ -158,3 +159,111 @@ async def test_an_upstream_request_searches_for_no_module(simulator):
         sys.meta_path.remove(finder)
         await close_clients()
     assert finder.names == []
+
+
+async def held_stream(http: httpx.AsyncClient, parts: asyncio.Queue, port: int):
+    """A streamed response whose body's chunks the test sends one by one (None: the last chunk)."""
+    return await http.send(http.build_request("GET", f"http://127.0.0.1:{port}/"), stream=True)
+
+
+def chunked_server(parts: asyncio.Queue, *, close: bool = False):
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        while (part := await parts.get()) is not None:
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+        if close:
+            writer.close()
+            return
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    return handler
+
+
+async def next_chunk_while_held(chunks, hold: network.ReadHold, parts: asyncio.Queue, part: bytes | None):
+    """Hold, start reading the next chunk, then send ``part``: the read under way."""
+    hold.held = True
+    reading = asyncio.ensure_future(anext(chunks, None))  # a task: it inherits the hold
+    await asyncio.sleep(0.05)
+    parts.put_nowait(part)
+    return reading
+
+
+async def test_a_held_read_waits_for_its_release_and_reads_what_came_meanwhile_at_once():
+    parts: asyncio.Queue = asyncio.Queue()
+    server, port = await serve(chunked_server(parts))
+    hold = network.ReadHold()
+    network.hold_reads(hold)
+    async with server, client() as http:
+        response = await held_stream(http, parts, port)
+        chunks = response.aiter_raw()
+        parts.put_nowait(b"data: one\n\n")
+        assert await anext(chunks) == b"data: one\n\n"  # not held: read as it comes
+        reading = await next_chunk_while_held(chunks, hold, parts, b"data: two\n\n")
+        parts.put_nowait(b"data: three\n\n")
+        await asyncio.sleep(0.2)
+        assert not reading.done()  # both arrived; neither woke the read
+        hold.release()
+        assert await asyncio.wait_for(reading, 1) == b"data: two\n\n"
+        # The rest waited in the buffer: read at once, though held again.
+        hold.held = True
+        assert await asyncio.wait_for(anext(chunks), 1) == b"data: three\n\n"
+        hold.release()
+        parts.put_nowait(None)
+        await response.aclose()
+
+
+@pytest.mark.parametrize(
+    "part",
+    [b"data: [DONE]\n\n", b'data: {"error": {"message": "overloaded"}}\n\n', None],
+    ids=["done", "error", "last-chunk"],
+)
+async def test_what_may_end_the_reply_wakes_a_held_read_at_once(part):
+    parts: asyncio.Queue = asyncio.Queue()
+    server, port = await serve(chunked_server(parts))
+    hold = network.ReadHold()
+    network.hold_reads(hold)
+    async with server, client() as http:
+        response = await held_stream(http, parts, port)
+        chunks = response.aiter_raw()
+        reading = await next_chunk_while_held(chunks, hold, parts, part)
+        assert await asyncio.wait_for(reading, 1) == part  # None: the body ended
+        assert hold.held
+        if part is not None:
+            parts.put_nowait(None)
+        await response.aclose()
+
+
+async def test_a_closed_connection_wakes_a_held_read_at_once():
+    parts: asyncio.Queue = asyncio.Queue()
+    server, port = await serve(chunked_server(parts, close=True))
+    hold = network.ReadHold()
+    network.hold_reads(hold)
+    async with server, client() as http:
+        response = await held_stream(http, parts, port)
+        chunks = response.aiter_raw()
+        reading = await next_chunk_while_held(chunks, hold, parts, None)
+        with pytest.raises(httpx.RemoteProtocolError):
+            await asyncio.wait_for(reading, 1)
+        await response.aclose()
+
+
+async def test_only_the_reads_of_the_holding_task_are_held():
+    parts: asyncio.Queue = asyncio.Queue()
+    server, port = await serve(chunked_server(parts))
+    hold = network.ReadHold()
+    hold.held = True  # held, but this task's context has no hold
+    async with server, client() as http:
+        response = await held_stream(http, parts, port)
+        chunks = response.aiter_raw()
+        reading = asyncio.ensure_future(anext(chunks))
+        await asyncio.sleep(0.05)
+        parts.put_nowait(b"data: one\n\n")
+        assert await asyncio.wait_for(reading, 1) == b"data: one\n\n"
+        parts.put_nowait(None)
+        await response.aclose()
