@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import ssl
 import sys
@@ -161,18 +162,40 @@ async def test_an_upstream_request_searches_for_no_module(simulator):
     assert finder.names == []
 
 
-async def held_stream(http: httpx.AsyncClient, parts: asyncio.Queue, port: int):
-    """A streamed response whose body's chunks the test sends one by one (None: the last chunk)."""
-    return await http.send(http.build_request("GET", f"http://127.0.0.1:{port}/"), stream=True)
+class Body:
+    """A streamed response whose chunks the test sends (``send``; None: the last chunk)."""
+
+    def __init__(self) -> None:
+        self.parts: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.chunks = None
+
+    def send(self, part: bytes | None) -> None:
+        self.parts.put_nowait(part)
+
+    async def next_while_held(self, hold: network.ReadHold, part: bytes | None) -> asyncio.Future:
+        """Hold, start reading the next chunk, then send ``part``: the read under way."""
+        hold.held = True
+        reading = asyncio.ensure_future(anext(self.chunks, None))  # a task: it inherits the hold
+        await asyncio.sleep(0.05)
+        self.send(part)
+        return reading
 
 
-def chunked_server(parts: asyncio.Queue, *, close: bool = False):
+@contextlib.asynccontextmanager
+async def streamed_body(*, hold: network.ReadHold | None, close: bool = False):
+    """A chunked response read on the network backend, with this task's reads under ``hold``.
+
+    The server ends the body when sent None, then waits for the client to close (``close``:
+    it closes the connection instead, without the last chunk).
+    """
+    body = Body()
+
     async def handler(reader, writer):
         await read_request(reader)
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
         )
-        while (part := await parts.get()) is not None:
+        while (part := await body.parts.get()) is not None:
             writer.write(b"%x\r\n%s\r\n" % (len(part), part))
             await writer.drain()
         if close:
@@ -182,40 +205,32 @@ def chunked_server(parts: asyncio.Queue, *, close: bool = False):
         await writer.drain()
         await reader.read()
 
-    return handler
-
-
-async def next_chunk_while_held(chunks, hold: network.ReadHold, parts: asyncio.Queue, part: bytes | None):
-    """Hold, start reading the next chunk, then send ``part``: the read under way."""
-    hold.held = True
-    reading = asyncio.ensure_future(anext(chunks, None))  # a task: it inherits the hold
-    await asyncio.sleep(0.05)
-    parts.put_nowait(part)
-    return reading
+    network.hold_reads(hold)
+    server, port = await serve(handler)
+    async with server, client() as http:
+        response = await http.send(http.build_request("GET", f"http://127.0.0.1:{port}/"), stream=True)
+        body.chunks = response.aiter_raw()
+        try:
+            yield body
+        finally:
+            body.send(None)  # the server's handler ends (the server waits for it)
+            await response.aclose()
 
 
 async def test_a_held_read_waits_for_its_release_and_reads_what_came_meanwhile_at_once():
-    parts: asyncio.Queue = asyncio.Queue()
-    server, port = await serve(chunked_server(parts))
     hold = network.ReadHold()
-    network.hold_reads(hold)
-    async with server, client() as http:
-        response = await held_stream(http, parts, port)
-        chunks = response.aiter_raw()
-        parts.put_nowait(b"data: one\n\n")
-        assert await anext(chunks) == b"data: one\n\n"  # not held: read as it comes
-        reading = await next_chunk_while_held(chunks, hold, parts, b"data: two\n\n")
-        parts.put_nowait(b"data: three\n\n")
+    async with streamed_body(hold=hold) as body:
+        body.send(b"data: one\n\n")
+        assert await anext(body.chunks) == b"data: one\n\n"  # not held: read as it comes
+        reading = await body.next_while_held(hold, b"data: two\n\n")
+        body.send(b"data: three\n\n")
         await asyncio.sleep(0.2)
         assert not reading.done()  # both arrived; neither woke the read
         hold.release()
         assert await asyncio.wait_for(reading, 1) == b"data: two\n\n"
         # The rest waited in the buffer: read at once, though held again.
         hold.held = True
-        assert await asyncio.wait_for(anext(chunks), 1) == b"data: three\n\n"
-        hold.release()
-        parts.put_nowait(None)
-        await response.aclose()
+        assert await asyncio.wait_for(anext(body.chunks), 1) == b"data: three\n\n"
 
 
 @pytest.mark.parametrize(
@@ -224,46 +239,23 @@ async def test_a_held_read_waits_for_its_release_and_reads_what_came_meanwhile_a
     ids=["done", "error", "last-chunk"],
 )
 async def test_what_may_end_the_reply_wakes_a_held_read_at_once(part):
-    parts: asyncio.Queue = asyncio.Queue()
-    server, port = await serve(chunked_server(parts))
     hold = network.ReadHold()
-    network.hold_reads(hold)
-    async with server, client() as http:
-        response = await held_stream(http, parts, port)
-        chunks = response.aiter_raw()
-        reading = await next_chunk_while_held(chunks, hold, parts, part)
+    async with streamed_body(hold=hold) as body:
+        reading = await body.next_while_held(hold, part)
         assert await asyncio.wait_for(reading, 1) == part  # None: the body ended
         assert hold.held
-        if part is not None:
-            parts.put_nowait(None)
-        await response.aclose()
 
 
 async def test_a_closed_connection_wakes_a_held_read_at_once():
-    parts: asyncio.Queue = asyncio.Queue()
-    server, port = await serve(chunked_server(parts, close=True))
     hold = network.ReadHold()
-    network.hold_reads(hold)
-    async with server, client() as http:
-        response = await held_stream(http, parts, port)
-        chunks = response.aiter_raw()
-        reading = await next_chunk_while_held(chunks, hold, parts, None)
+    async with streamed_body(hold=hold, close=True) as body:
+        reading = await body.next_while_held(hold, None)
         with pytest.raises(httpx.RemoteProtocolError):
             await asyncio.wait_for(reading, 1)
-        await response.aclose()
 
 
 async def test_only_the_reads_of_the_holding_task_are_held():
-    parts: asyncio.Queue = asyncio.Queue()
-    server, port = await serve(chunked_server(parts))
     hold = network.ReadHold()
-    hold.held = True  # held, but this task's context has no hold
-    async with server, client() as http:
-        response = await held_stream(http, parts, port)
-        chunks = response.aiter_raw()
-        reading = asyncio.ensure_future(anext(chunks))
-        await asyncio.sleep(0.05)
-        parts.put_nowait(b"data: one\n\n")
+    async with streamed_body(hold=None) as body:  # this task's reads are under no hold
+        reading = await body.next_while_held(hold, b"data: one\n\n")
         assert await asyncio.wait_for(reading, 1) == b"data: one\n\n"
-        parts.put_nowait(None)
-        await response.aclose()
