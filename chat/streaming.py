@@ -131,8 +131,9 @@ class Generation:
         self._note_changed = False
         self._wake = asyncio.Event()  # set when there is something to do now
         self._closing = asyncio.Event()
-        self._holding = False  # within the coalescing window after a frame: text waits
-        self._read_hold = network.ReadHold()  # and the upstream's bytes wait unread until it ends
+        # Held within the coalescing window after a frame: text waits, and so do the upstream's
+        # bytes, unread, until it ends.
+        self._window = network.ReadHold()
         self._saved_length = 0
         self._saved_at = time.monotonic()
         self._checkpoint_failed = False
@@ -179,7 +180,7 @@ class Generation:
         upkeep = _upkeep()
         upkeep.join(self)
         try:
-            network.hold_reads(self._read_hold)
+            network.hold_reads(self._window)
             request = self.request
             if request is None:
                 request = self.request = await in_worker_thread(_request)(self.reply_id)
@@ -193,7 +194,7 @@ class Generation:
                                 self._show_note("")
                         pending = self._pending if isinstance(event, TextDelta) else self._pending_reasoning
                         pending.append(event.text)
-                        if not self._holding:
+                        if not self._window.held:
                             self._wake.set()
                     elif isinstance(event, Finish):
                         finish_reason = event.reason
@@ -291,7 +292,7 @@ class Generation:
                     )
                 await self._publish_delta(frames)
                 if not self._closing.is_set():
-                    self._holding = self._read_hold.held = True
+                    self._window.held = True
                     loop.call_later(coalescing_window(len(_running)), self._release)
             if self._closing.is_set() and not self._pending and not self._pending_reasoning:
                 # (text that came in while the last frame went out got its own frame)
@@ -324,8 +325,7 @@ class Generation:
 
     def _release(self) -> None:
         """The coalescing window is over: text that arrived meanwhile goes out as one frame."""
-        self._holding = False
-        self._read_hold.release()
+        self._window.release()
         if self._pending or self._pending_reasoning:
             self._wake.set()
 
