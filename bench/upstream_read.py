@@ -8,9 +8,10 @@ uses (``chat.upstream.network``). The figure is the child's CPU time per token, 
 decoding included, the median of the rounds; the simulator's CPU is its own.
 
 For scale, a third reader gives the same chunks to the app's decoder (``_read_events``) through a
-minimal HTTP/1.1 client written here, with no HTTP library: what the read would cost if the app
-framed the body itself instead of going through httpx, httpcore and h11. It is not the app's
-reader (no pool, no proxy, no TLS, no error mapping) and only measures that floor.
+minimal HTTP/1.1 client written here on the app's network backend, with no HTTP library: what the
+read would cost if the app framed the body itself instead of going through httpx, httpcore and h11.
+It is not the app's reader (no pool, no proxy, no TLS, no error mapping) and only measures that
+floor.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import os
 import statistics
 import subprocess
 import time
-import typing
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
+
+from httpcore import AsyncNetworkStream
 
 from bench import procs
 from bench.report import Report, log
@@ -69,6 +71,7 @@ def worker() -> None:
     import httpx
 
     from chat.upstream import client as upstream
+    from chat.upstream import network
     from chat.upstream.client import ChatRequest, Endpoint, stream_chat
     from chat.upstream.events import TextDelta
 
@@ -97,16 +100,13 @@ def worker() -> None:
 
     async def lean_rounds() -> list[float]:
         parts = urlsplit(endpoint.base_url)
-        _, lean = await asyncio.get_running_loop().create_connection(
-            lambda: _LeanConnection(parts.netloc, parts.path.rstrip("/") + "/chat/completions"),
-            parts.hostname,
-            parts.port,
-        )
+        stream = await network.AsyncioBackend().connect_tcp(parts.hostname, parts.port)
+        lean = _LeanConnection(stream, parts.netloc, parts.path.rstrip("/") + "/chat/completions")
         try:
             await one_round(lean)
             return [await one_round(lean) for _ in range(ROUNDS)]
         finally:
-            lean.close()
+            await lean.aclose()
 
     async def rounds(lean: bool) -> list[float]:
         original = upstream._transport
@@ -133,49 +133,31 @@ def worker() -> None:
     print(json.dumps(asyncio.run(main())))
 
 
-class _LeanConnection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection read with bytes operations; chunked responses only.
+class _LeanConnection:
+    """One keep-alive HTTP/1.1 connection on the app's network backend, framed with bytes operations.
 
-    Shaped like the app's read: a protocol buffers what arrives and wakes the task, which pulls
-    the body's chunks one by one, so the work per chunk differs only by the HTTP layers.
+    Chunked responses only. The socket, its buffer and the waits are the app's own
+    (``chat.upstream.network``), so the work per chunk differs from the app's read only by the
+    HTTP layers: httpx, httpcore and h11.
     """
 
-    def __init__(self, host: str, path: str) -> None:
-        self.host, self.path = host, path
-        self.transport: asyncio.Transport | None = None
+    def __init__(self, stream: AsyncNetworkStream, host: str, path: str) -> None:
+        self.stream, self.host, self.path = stream, host, path
         self.buffer = bytearray()
-        self.waiter: asyncio.Future[None] | None = None
-        self.lost = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = typing.cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        self._wake()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        if self.lost:
+    async def _more(self) -> None:
+        data = await self.stream.read(65536)
+        if not data:
             raise ConnectionError("the connection closed mid-response")
-        self.waiter = asyncio.get_running_loop().create_future()
-        await self.waiter
+        self.buffer += data
 
     async def _find(self, marker: bytes) -> int:
         while (found := self.buffer.find(marker)) < 0:
-            await self._wait()
+            await self._more()
         return found
 
     async def chunks(self, body: bytes) -> AsyncIterator[bytes]:
-        assert self.transport is not None
-        self.transport.write(
+        await self.stream.write(
             b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
             b"Accept: text/event-stream\r\nContent-Length: %d\r\n\r\n%s"
             % (self.path.encode(), self.host.encode(), len(body), body)
@@ -189,13 +171,12 @@ class _LeanConnection(asyncio.Protocol):
             line_end = await self._find(b"\r\n")
             size = int(bytes(self.buffer[:line_end]).split(b";", 1)[0], 16)
             while len(self.buffer) < line_end + 2 + size + 2:
-                await self._wait()
+                await self._more()
             data = bytes(self.buffer[line_end + 2 : line_end + 2 + size])
             del self.buffer[: line_end + 2 + size + 2]
             if not size:
                 return
             yield data
 
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+    async def aclose(self) -> None:
+        await self.stream.aclose()
